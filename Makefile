@@ -1,0 +1,53 @@
+# Two commands on a fresh machine with Python 3.11 and pip: `make run`, `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+# torch and scikit-learn each bring an OpenMP runtime; spinning idle threads fight
+# for the cores (see benchmarks/omp_wait_policy.py). Passive waiting everywhere.
+export OMP_WAIT_POLICY := PASSIVE
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test lint format venv clean dvc-repro bench help
+
+help:
+	@echo "make run    - create $(VENV) if missing, install, run the default pipeline"
+	@echo "make test   - same set-up, then the test suite"
+	@echo "make lint   - ruff and snakefmt checks"
+	@echo "make bench  - benchmarks (printed tables; not part of the tests)"
+
+$(BIN)/.installed: pyproject.toml envs/constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c envs/constraints.txt -e ".[pipeline,dev]"
+	@touch $@
+
+venv: $(BIN)/.installed
+
+run: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
+	@echo
+	@echo "Results: $(CURDIR)/results/<stage>/<dataset>/<features>/  (metrics.json, embedding.npz)"
+	@echo "Report:  $(CURDIR)/results/report/report.md  (table: results/report/metrics.csv, figures: results/report/*.png)"
+
+test: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+
+format: venv
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/snakefmt Snakefile workflow/rules
+
+dvc-repro: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+bench: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf results data/prepared data/raw .snakemake

@@ -1,0 +1,23 @@
+# basis-nmce pipeline. Snakemake owns the graph, parallelism and GPU/cluster scheduling;
+# every rule is one `basis-nmce <stage>` call with explicit inputs and outputs (no logic here).
+# Run: snakemake --cores 2 --workflow-profile workflow/profiles/default   (or: make run)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/analytic.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        REPORT,

@@ -1,0 +1,7 @@
+"""Feature extractors: each kind maps a prepared data set to (train, test) float32 vectors."""
+
+from .raw import raw_features
+
+FEATURE_KINDS = ("raw",)
+
+__all__ = ["FEATURE_KINDS", "raw_features"]

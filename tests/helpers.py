@@ -1,0 +1,90 @@
+"""Helpers for the CLI and end-to-end tests: tiny data, a throw-away project copy, subprocesses."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
+    e["OMP_WAIT_POLICY"] = "PASSIVE"
+    e.pop("SNAKEMAKE_PROFILE", None)
+    return e
+
+
+def run(
+    cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
+
+
+def write_blobs_npz(
+    path: Path, n: int = 360, dim: int = 6, classes: int = 3, seed: int = 0
+) -> Path:
+    """Well-separated Gaussian blobs as a user's own .npz (x_train, y_train only)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=8.0, size=(classes, dim))
+    y = np.repeat(np.arange(classes), n // classes)
+    x = centres[y] + rng.normal(size=(len(y), dim))
+    np.savez(path, x_train=x.astype(np.float32), y_train=y.astype(np.int64))
+    return path
+
+
+TINY_CONFIG = {
+    "seed": 0,
+    "threads": 1,
+    "run": {"datasets": ["blobs", "moons"], "features": ["raw"], "methods": ["analytic"]},
+    "datasets": {
+        "blobs": {"source": "npz", "path": "blobs.npz", "graph": {"n_neighbors": 10}},
+        "moons": {
+            "source": "moons",
+            "options": {"n_samples": 600, "noise": 0.05},
+            "graph": {"n_neighbors": 10, "n_components": 2, "drop_first": True},
+        },
+    },
+    "graph": {"sigma_neighbor": 7},
+    "evaluate": {"linear_probe_epochs": 50},
+    "report": {"max_points": 200},
+}
+
+
+def make_project(tmp: Path, config: dict | None = None) -> Path:
+    """A copy of the pipeline files (Snakefile, workflow/, dvc.yaml) with a tiny config."""
+    proj = tmp / "proj"
+    proj.mkdir()
+    shutil.copy(ROOT / "Snakefile", proj / "Snakefile")
+    shutil.copy(ROOT / "dvc.yaml", proj / "dvc.yaml")
+    shutil.copytree(ROOT / "workflow", proj / "workflow", symlinks=False)
+    # dvc.yaml names the stage's code as dependencies; link the package source in.
+    (proj / "src").mkdir()
+    os.symlink(ROOT / "src" / "basis_nmce", proj / "src" / "basis_nmce")
+    write_blobs_npz(proj / "blobs.npz")
+    (proj / "config.yaml").write_text(yaml.safe_dump(config or TINY_CONFIG, sort_keys=False))
+    return proj
+
+
+SNAKEMAKE = [
+    str(BIN / "snakemake"),
+    "--cores",
+    "2",
+    "--workflow-profile",
+    "workflow/profiles/default",
+]

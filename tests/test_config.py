@@ -1,0 +1,97 @@
+"""The config schema: defaults, per-dataset overrides, and errors that name the key."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from basis_nmce.config import dataset_section, load_config, validate_config
+from basis_nmce.errors import ConfigError
+from basis_nmce.stages.params import STAGES, stage_params, stage_params_json
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_default_config_is_valid_and_filled():
+    cfg = load_config(ROOT / "config.yaml")
+    assert cfg["graph"]["n_neighbors"] == 50
+    assert cfg["graph"]["sigma_neighbor"] == 7
+    assert cfg["graph"]["laplacian"] == "sym"
+    assert set(cfg["run"]["datasets"]) <= set(cfg["datasets"])
+    assert len(cfg["run"]["datasets"]) >= 3
+
+
+def test_schema_symlink_points_at_packaged_schema():
+    link = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+    packaged = ROOT / "src" / "basis_nmce" / "schemas" / "config.schema.yaml"
+    assert link.resolve() == packaged.resolve()
+
+
+def test_overrides_take_only_named_keys():
+    cfg = validate_config(
+        {
+            "graph": {"n_neighbors": 30},
+            "datasets": {"a": {"source": "moons", "graph": {"n_components": 2}}},
+            "run": {"datasets": ["a"]},
+        }
+    )
+    assert cfg["datasets"]["a"]["graph"] == {"n_components": 2}
+    g = dataset_section(cfg, "a", "graph")
+    assert g["n_components"] == 2 and g["n_neighbors"] == 30 and g["laplacian"] == "sym"
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ({"graph": {"n_neighbors": 0}}, "graph.n_neighbors"),
+        ({"graph": {"laplacian": "normalized"}}, "graph.laplacian"),
+        ({"graph": {"laplacan": "sym"}}, "graph"),
+        ({"seed": -1}, "seed"),
+        ({"threads": "two"}, "threads"),
+        ({"datasets": {"x": {"source": "imagenet"}}}, "datasets.x.source"),
+        ({"datasets": {"x": {"source": "npz"}}}, "datasets.x.path"),
+        ({"run": {"datasets": ["nope"]}}, "run.datasets"),
+        ({"graph": {"sigma_mode": "fixed"}}, "graph.sigma_value"),
+        ({"graph": {"n_neighbors": 5, "sigma_neighbor": 7}}, "sigma_neighbor"),
+        (
+            {"datasets": {"x": {"source": "moons", "test_fraction": 1.5}}},
+            "datasets.x.test_fraction",
+        ),
+        ({"features": {"raw": {"pca": 0}}}, "features.raw.pca"),
+    ],
+)
+def test_invalid_values_name_the_key(config, key):
+    config = {"datasets": {"digits": {"source": "digits"}}, **config}
+    if "run" not in config:
+        config["run"] = {"datasets": [next(iter(config["datasets"]))]}
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate_config(config)
+
+
+def test_load_config_overrides_and_missing_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        yaml.safe_dump({"datasets": {"d": {"source": "digits"}}, "run": {"datasets": ["d"]}})
+    )
+    cfg = load_config(path, {"graph.n_neighbors": 12, "seed": 3})
+    assert cfg["graph"]["n_neighbors"] == 12 and cfg["seed"] == 3
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(path)
+
+
+def test_stage_params_are_stable_and_scoped():
+    cfg = load_config(ROOT / "config.yaml")
+    for stage in STAGES:
+        p = stage_params(cfg, stage, "moons", "raw")
+        assert p["seed"] == cfg["seed"]
+    a = stage_params_json(cfg, "analytic", "moons", "raw")
+    assert a == stage_params_json(cfg, "analytic", "moons", "raw")
+    # A change to the evaluate section does not touch analytic's params (no needless rerun).
+    cfg2 = load_config(ROOT / "config.yaml", {"evaluate.kmeans_n_init": 3})
+    assert stage_params_json(cfg2, "analytic", "moons", "raw") == a
+    assert stage_params_json(cfg2, "evaluate", "moons", "raw") != stage_params_json(
+        cfg, "evaluate", "moons", "raw"
+    )

@@ -1,0 +1,53 @@
+# Config validation (the library's schema, same as the CLI) and path helpers.
+import json
+from pathlib import Path
+
+from basis_nmce.config import validate_config
+from basis_nmce.stages.params import stage_params_json
+
+_validated = validate_config(config)
+config.clear()
+config.update(_validated)
+
+DATA = config["data_dir"]
+RES = config["results_dir"]
+DATASETS = config["run"]["datasets"]
+KINDS = config["run"]["features"]
+METHODS = config["run"]["methods"]
+USER_SOURCES = ("npz", "npy", "csv")
+
+REPORT = f"{RES}/report/report.md"
+
+
+wildcard_constraints:
+    dataset="[A-Za-z0-9_.-]+",
+    kind="[a-z0-9_]+",
+    method="[a-z0-9_]+",
+
+
+def params_for(stage):
+    """The stage's slice of the config, as JSON: Snakemake reruns a job when it changes."""
+    return lambda w: stage_params_json(
+        config, stage, getattr(w, "dataset", None), getattr(w, "kind", None)
+    )
+
+
+def user_files(w):
+    """The user's own data file(s), tracked by modification time like any source file."""
+    spec = config["datasets"][w.dataset]
+    if spec["source"] not in USER_SOURCES:
+        return []
+    return [p for p in (spec.get("path"), spec.get("labels_path")) if p]
+
+
+def method_embedding(w):
+    return f"{RES}/{w.method}/{w.dataset}/{w.kind}/embedding.npz"
+
+
+def all_metrics():
+    return expand(
+        f"{RES}/evaluate/{{dataset}}/{{kind}}/{{method}}/metrics.json",
+        dataset=DATASETS,
+        kind=KINDS,
+        method=METHODS,
+    )
