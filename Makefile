@@ -25,7 +25,7 @@ $(BIN)/.installed: pyproject.toml envs/constraints.txt
 venv: $(BIN)/.installed
 
 run: venv
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)
 	@echo
 	@echo "Results: $(CURDIR)/results/<stage>/<dataset>/<features>/  (metrics.json, embedding.npz)"
 	@echo "Report:  $(CURDIR)/results/report/report.md  (table: results/report/metrics.csv, figures: results/report/*.png)"
@@ -36,12 +36,12 @@ test: venv
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
-	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakefmt --check workflow/Snakefile workflow/rules
 
 format: venv
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/snakefmt Snakefile workflow/rules
+	$(BIN)/snakefmt workflow/Snakefile workflow/rules
 
 dvc-repro: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro

@@ -56,10 +56,13 @@ TINY_CONFIG = {
         "blobs": {"source": "npz", "path": "blobs.npz", "graph": {"n_neighbors": 10}},
         "moons": {
             "source": "moons",
-            "options": {"n_samples": 600, "noise": 0.05},
-            "graph": {"n_neighbors": 10, "n_components": 2, "drop_first": True},
+            "options": {"n_samples": 900, "noise": 0.05},
+            "test_fraction": 0.3,
+            "graph": {"n_neighbors": 15, "n_components": 1, "drop_first": True},
         },
     },
+    "device": "cpu",
+    "features": {"raw": {"scale": "standard", "pca": None}},
     "graph": {"sigma_neighbor": 7},
     "evaluate": {"linear_probe_epochs": 50},
     "report": {"max_points": 200},
@@ -67,10 +70,9 @@ TINY_CONFIG = {
 
 
 def make_project(tmp: Path, config: dict | None = None) -> Path:
-    """A copy of the pipeline files (Snakefile, workflow/, dvc.yaml) with a tiny config."""
+    """A copy of the pipeline files (workflow/, dvc.yaml) with a tiny config."""
     proj = tmp / "proj"
     proj.mkdir()
-    shutil.copy(ROOT / "Snakefile", proj / "Snakefile")
     shutil.copy(ROOT / "dvc.yaml", proj / "dvc.yaml")
     shutil.copytree(ROOT / "workflow", proj / "workflow", symlinks=False)
     # dvc.yaml names the stage's code as dependencies; link the package source in.

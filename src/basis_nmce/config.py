@@ -74,6 +74,7 @@ def validate_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     cfg: dict[str, Any] = copy.deepcopy(dict(config or {}))
     root = schema()
     validator = jsonschema.Draft202012Validator(root)
+    _coerce_strings(cfg, validator)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
         err = errors[0]
@@ -107,6 +108,37 @@ def validate_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
                 f"n_neighbors {graph['n_neighbors']}; sigma is read off the kNN distances"
             )
     return cfg
+
+
+def _coerce_strings(cfg: dict[str, Any], validator: jsonschema.Validator) -> None:
+    """Parse strings as YAML where the schema wants another type.
+
+    Snakemake's ``--config graph={n_neighbors: 30}`` hands nested values over as strings.
+    """
+    for _ in range(100):
+        fixed = False
+        for err in validator.iter_errors(cfg):
+            if (
+                err.validator != "type"
+                or not isinstance(err.instance, str)
+                or not err.absolute_path
+            ):
+                continue
+            try:
+                value = yaml.safe_load(err.instance)
+            except yaml.YAMLError:
+                continue
+            if isinstance(value, str):
+                continue
+            node: Any = cfg
+            *parents, last = err.absolute_path
+            for part in parents:
+                node = node[part]
+            node[last] = value
+            fixed = True
+            break
+        if not fixed:
+            return
 
 
 def _describe(err: jsonschema.ValidationError) -> str:

@@ -4,18 +4,18 @@
 
 rule analytic:
     input:
-        features=ancient(f"{RES}/features/{{dataset}}/{{kind}}/features.npz"),
-        prepared=ancient(f"{DATA}/prepared/{{dataset}}.npz"),
+        features=f"{RES}/features/{{dataset}}/{{kind}}/features.npz",
+        prepared=f"{DATA}/prepared/{{dataset}}.npz",
     output:
         npz=f"{RES}/analytic/{{dataset}}/{{kind}}/embedding.npz",
         meta=f"{RES}/analytic/{{dataset}}/{{kind}}/embedding.json",
-    params:
-        p=params_for("analytic"),
+    log:
+        f"{RES}/analytic/{{dataset}}/{{kind}}/log.txt",
     threads: config["threads"]
     resources:
         gpu=config["gpus"],
-    log:
-        f"{RES}/analytic/{{dataset}}/{{kind}}/log.txt",
+    params:
+        p=params_for("analytic"),
     shell:
         "basis-nmce analytic --params {params.p:q} --dataset {wildcards.dataset:q}"
         " --features {input.features:q} --prepared {input.prepared:q}"

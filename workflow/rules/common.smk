@@ -40,6 +40,21 @@ def user_files(w):
     return [p for p in (spec.get("path"), spec.get("labels_path")) if p]
 
 
+def user_files_stamp(w):
+    """Size and modification time of the user's files: the params trigger reruns fetch when
+    they change (the profile's rerun triggers leave mtime out, see its config)."""
+    import os
+
+    return ";".join(
+        (
+            f"{p}:{os.stat(p).st_size}:{os.stat(p).st_mtime_ns}"
+            if os.path.exists(p)
+            else f"{p}:missing"
+        )
+        for p in user_files(w)
+    )
+
+
 def method_embedding(w):
     return f"{RES}/{w.method}/{w.dataset}/{w.kind}/embedding.npz"
 

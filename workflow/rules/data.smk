@@ -6,11 +6,12 @@ rule fetch:
         user_files,
     output:
         f"{DATA}/raw/{{dataset}}/manifest.json",
-    params:
-        p=params_for("fetch"),
-        raw=lambda w: f"{DATA}/raw/{w.dataset}",
     log:
         f"{DATA}/raw/{{dataset}}.fetch.log",
+    params:
+        p=params_for("fetch"),
+        stamp=user_files_stamp,
+        raw=lambda w: f"{DATA}/raw/{w.dataset}",
     shell:
         "basis-nmce fetch --params {params.p:q} --dataset {wildcards.dataset:q}"
         " --out {params.raw:q} 2> {log:q}"
@@ -18,15 +19,15 @@ rule fetch:
 
 rule prepare:
     input:
-        ancient(f"{DATA}/raw/{{dataset}}/manifest.json"),
+        f"{DATA}/raw/{{dataset}}/manifest.json",
     output:
         npz=f"{DATA}/prepared/{{dataset}}.npz",
         meta=f"{DATA}/prepared/{{dataset}}.json",
+    log:
+        f"{DATA}/prepared/{{dataset}}.log",
     params:
         p=params_for("prepare"),
         raw=lambda w: f"{DATA}/raw/{w.dataset}",
-    log:
-        f"{DATA}/prepared/{{dataset}}.log",
     shell:
         "basis-nmce prepare --params {params.p:q} --dataset {wildcards.dataset:q}"
         " --raw {params.raw:q} --out {output.npz:q} 2> {log:q}"

@@ -3,15 +3,15 @@
 
 rule features:
     input:
-        prepared=ancient(f"{DATA}/prepared/{{dataset}}.npz"),
+        prepared=f"{DATA}/prepared/{{dataset}}.npz",
     output:
         npz=f"{RES}/features/{{dataset}}/{{kind}}/features.npz",
         meta=f"{RES}/features/{{dataset}}/{{kind}}/features.json",
-    params:
-        p=params_for("features"),
-    threads: config["threads"]
     log:
         f"{RES}/features/{{dataset}}/{{kind}}/log.txt",
+    threads: config["threads"]
+    params:
+        p=params_for("features"),
     shell:
         "basis-nmce features --params {params.p:q} --dataset {wildcards.dataset:q}"
         " --kind {wildcards.kind} --prepared {input.prepared:q} --out {output.npz:q}"

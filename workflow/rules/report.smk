@@ -3,16 +3,16 @@
 
 rule report:
     input:
-        ancient(all_metrics()),
+        all_metrics(),
     output:
         report(REPORT, caption="../report/report.rst", category="Report"),
         f"{RES}/report/metrics.csv",
         f"{RES}/report/metrics.md",
         f"{RES}/report/metrics.json",
+    log:
+        f"{RES}/report/log.txt",
     params:
         p=params_for("report"),
         out=f"{RES}/report",
-    log:
-        f"{RES}/report/log.txt",
     shell:
         "basis-nmce report --params {params.p:q} --metrics {input:q} --out {params.out:q} 2> {log:q}"
