@@ -1,0 +1,443 @@
+"""BASiS: Batch Aligned Spectral Embedding Space (Algorithm 1).
+
+Every iteration draws ``m - l`` fresh points, adds the ``l`` anchors, computes the batch's
+exact eigenvectors, maps them onto the fixed reference with the affine transform fitted on the
+anchors (Eq. 13, least squares inside RANSAC), and takes one MSE step (Eq. 15) of a network
+regressing the aligned coordinates. The batch targets do not depend on the network, so a
+background thread computes the next ones while the current step runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+
+from .align import apply_affine, ransac_affine
+from .anchors import ANCHOR_STRATEGIES, Reference, build_reference, rows
+from .errors import BasisNmceError, ConfigError, DataError
+from .graph import batch_spectral_embedding
+from .io import atomic_path, load_checkpoint, load_model, save_checkpoint, save_model
+from .models import MLP, resolve_device
+
+log = logging.getLogger(__name__)
+
+LOG_FIELDS = ("step", "loss", "inlier_ratio", "residual", "condition", "rejected", "seconds")
+
+
+@dataclass
+class BatchTarget:
+    """One batch of Algorithm 1, lines 5-9: indices and aligned exact coordinates."""
+
+    index: np.ndarray
+    target: torch.Tensor
+    inlier_ratio: float
+    residual: float
+    condition: float
+    rejected: int
+
+
+class AlignmentGuard:
+    """Rejects affine maps far beyond the running typical residual or condition number.
+
+    A batch whose anchors' embedding is near-degenerate yields a map that blows its targets
+    up (SEEDS.md: loss from ~2 to ~4e5). Such a batch is redrawn and counted.
+    """
+
+    def __init__(self, factor: float = 10.0, window: int = 50, max_condition: float = 1e4):
+        self.factor, self.max_condition = factor, max_condition
+        self.residuals: deque[float] = deque(maxlen=window)
+        self.conditions: deque[float] = deque(maxlen=window)
+
+    def accept(self, residual: float, condition: float) -> bool:
+        if not (math.isfinite(residual) and math.isfinite(condition)):
+            return False
+        if condition > self.max_condition:
+            return False
+        if len(self.residuals) >= 5:
+            typical_r = float(np.median(self.residuals))
+            typical_c = float(np.median(self.conditions))
+            if residual > self.factor * max(typical_r, 1e-3) or condition > self.factor * typical_c:
+                return False
+        self.residuals.append(residual)
+        self.conditions.append(condition)
+        return True
+
+
+class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
+    """Learn the leading Laplacian eigenvectors from aligned mini-batches (scikit-learn API).
+
+    Defaults are the paper's (Sec. 5.2, 7.3.3): kNN 50, sigma from the 7th neighbour, L_N,
+    batch 512, Adam 1e-4, 1000 iterations, MLP 256-512-512-256-K; RANSAC 100 hypotheses of
+    20 anchors, tolerance 0.1. ``n_anchors`` defaults to 25 per cluster (at most half a batch).
+    """
+
+    def __init__(
+        self,
+        n_components: int = 2,
+        n_neighbors: int = 50,
+        sigma_neighbor: int = 7,
+        laplacian: str = "sym",
+        batch_size: int = 512,
+        n_anchors: int | None = None,
+        anchor_strategy: str = "kmeans",
+        n_iter: int = 1000,
+        lr: float = 1e-4,
+        hidden: tuple[int, ...] = (256, 512, 512, 256),
+        random_state: int | None = None,
+        device: str = "auto",
+        *,
+        sigma_mode: str = "local",
+        symmetrize: str = "sum",
+        drop_first: bool = False,
+        n_clusters: int | None = None,
+        ransac_hypotheses: int = 100,
+        ransac_sample: int = 20,
+        ransac_tolerance: float = 0.1,
+        lr_decay: float = 1.0,
+        checkpoint_every: int = 100,
+        verbose: bool = False,
+    ) -> None:
+        self.n_components = n_components
+        self.n_neighbors = n_neighbors
+        self.sigma_neighbor = sigma_neighbor
+        self.laplacian = laplacian
+        self.batch_size = batch_size
+        self.n_anchors = n_anchors
+        self.anchor_strategy = anchor_strategy
+        self.n_iter = n_iter
+        self.lr = lr
+        self.hidden = hidden
+        self.random_state = random_state
+        self.device = device
+        self.sigma_mode = sigma_mode
+        self.symmetrize = symmetrize
+        self.drop_first = drop_first
+        self.n_clusters = n_clusters
+        self.ransac_hypotheses = ransac_hypotheses
+        self.ransac_sample = ransac_sample
+        self.ransac_tolerance = ransac_tolerance
+        self.lr_decay = lr_decay
+        self.checkpoint_every = checkpoint_every
+        self.verbose = verbose
+
+    # ----------------------------------------------------------------- helpers
+    @property
+    def graph_kwargs(self) -> dict[str, Any]:
+        return {
+            "n_neighbors": self.n_neighbors,
+            "sigma_mode": self.sigma_mode,
+            "sigma_neighbor": self.sigma_neighbor,
+            "symmetrize": self.symmetrize,
+            "laplacian": self.laplacian,
+            "drop_first": self.drop_first,
+        }
+
+    def _seed(self) -> int:
+        return 0 if self.random_state is None else int(self.random_state)
+
+    def _n_clusters(self) -> int:
+        return int(self.n_clusters or self.n_components + int(bool(self.drop_first)))
+
+    def _check_params(self, n: int) -> tuple[int, int]:
+        if self.anchor_strategy not in ANCHOR_STRATEGIES:
+            raise ConfigError(
+                f"anchor_strategy {self.anchor_strategy!r}: choose one of {', '.join(ANCHOR_STRATEGIES)}"
+            )
+        m = min(int(self.batch_size), n)
+        if m < self.n_neighbors + 1:
+            raise ConfigError(
+                f"batch_size {self.batch_size} (data: {n} points) must exceed n_neighbors "
+                f"{self.n_neighbors}"
+            )
+        n_anchors = self.n_anchors
+        if n_anchors is None:
+            n_anchors = min(25 * self._n_clusters(), m // 2)
+        n_anchors = int(n_anchors)
+        if n_anchors < self.n_components + 1:
+            raise ConfigError(
+                f"n_anchors={n_anchors}: a {self.n_components}-dimensional affine map needs at "
+                f"least K + 1 = {self.n_components + 1} anchors"
+            )
+        return m, n_anchors
+
+    # ----------------------------------------------------------- batch targets
+    def _batch_target(self, x, ref: Reference, step: int, m: int) -> BatchTarget:
+        """Algorithm 1 lines 5-9, redrawing batches the guard rejects."""
+        anchors = ref.anchor_index
+        l = len(anchors)
+        pool_size = len(x) - l
+        dst = torch.as_tensor(ref.anchor_embedding, dtype=torch.float64)
+        for attempt in range(50):
+            rng = np.random.default_rng([self._seed(), step, attempt])
+            fresh = rng.choice(pool_size, size=m - l, replace=False)
+            fresh = _skip_anchors(fresh, self._sorted_anchors)
+            index = np.concatenate([anchors, fresh])
+            xb = rows(x, index, self.device_)
+            phi, _ = batch_spectral_embedding(xb, self.n_components, **self.graph_kwargs)
+            gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            res = ransac_affine(
+                phi[:l].double().cpu(),
+                dst,
+                n_hypotheses=self.ransac_hypotheses,
+                sample_size=self.ransac_sample,
+                tolerance=self.ransac_tolerance,
+                generator=gen,
+            )
+            if self._guard.accept(res.residual, res.condition_number):
+                target = apply_affine(res.transform.to(phi.device, torch.float64), phi.double())
+                return BatchTarget(
+                    index=index,
+                    target=target.float(),
+                    inlier_ratio=float(res.inlier_ratio),
+                    residual=float(res.residual),
+                    condition=float(res.condition_number),
+                    rejected=attempt,
+                )
+        raise BasisNmceError(
+            f"step {step}: 50 batches in a row gave ill-conditioned anchor alignments; the anchors "
+            "do not span the embedding: raise n_anchors or use anchor_strategy 'kmeans'"
+        )
+
+    def _targets(self, x, ref: Reference, start: int, m: int) -> Iterator[BatchTarget]:
+        """Targets for steps ``start..n_iter-1``, computed one step ahead in a thread."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="basis-targets") as pool:
+            pending: deque[Future] = deque()
+            nxt = start
+            while nxt < min(start + 2, self.n_iter):
+                pending.append(pool.submit(self._batch_target, x, ref, nxt, m))
+                nxt += 1
+            while pending:
+                item = pending.popleft().result()
+                if nxt < self.n_iter:
+                    pending.append(pool.submit(self._batch_target, x, ref, nxt, m))
+                    nxt += 1
+                yield item
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self, X, y=None, *, checkpoint: str | Path | None = None, log_csv: str | Path | None = None
+    ):
+        """Train on ``X`` (n, d); ``y`` is used only by ``anchor_strategy='labels'``."""
+        x = _check_array(X, "X")
+        n = len(x)
+        m, n_anchors = self._check_params(n)
+        self.device_ = resolve_device(self.device)
+        torch.manual_seed(self._seed())
+        self.n_features_in_ = x.shape[1]
+        ref = build_reference(
+            x,
+            self.n_components,
+            batch_size=m,
+            n_anchors=n_anchors,
+            strategy=self.anchor_strategy,
+            n_clusters=self._n_clusters(),
+            labels=None if y is None else np.asarray(y),
+            graph=self.graph_kwargs,
+            seed=self._seed(),
+        )
+        self.reference_ = ref
+        self.eigenvalues_ = ref.eigenvalues
+        self._sorted_anchors = np.sort(ref.anchor_index)
+        self._guard = AlignmentGuard()
+        self.model_ = MLP(self.n_features_in_, self.n_components, self.hidden).to(self.device_)
+        opt = torch.optim.Adam(self.model_.parameters(), lr=self.lr)
+        sched = torch.optim.lr_scheduler.ExponentialLR(
+            opt, gamma=self.lr_decay ** (1 / max(self.n_iter, 1))
+        )
+        start, history = 0, []
+        ckpt = load_checkpoint(checkpoint) if checkpoint else None
+        if ckpt is not None:
+            self.model_.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            start, history = int(ckpt["step"]), list(ckpt["history"])
+            for r, c in ckpt["guard"]:
+                self._guard.residuals.append(r)
+                self._guard.conditions.append(c)
+            log.info("resuming from %s at step %d", checkpoint, start)
+        self.model_.train()
+        progress = _progress(self.n_iter, start, self.verbose)
+        t0 = time.perf_counter()
+        for step, bt in enumerate(self._targets(x, ref, start, m), start=start):
+            xb = rows(x, bt.index, self.device_)
+            target = bt.target.to(self.device_)
+            loss = torch.mean(torch.sum((self.model_(xb) - target) ** 2, dim=1))  # Eq. 15
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            history.append(
+                {
+                    "step": step + 1,
+                    "loss": float(loss.detach()),
+                    "inlier_ratio": bt.inlier_ratio,
+                    "residual": bt.residual,
+                    "condition": bt.condition,
+                    "rejected": bt.rejected,
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
+            progress.update(1)
+            if self.verbose and (step + 1) % 50 == 0:
+                progress.set_postfix(
+                    loss=f"{history[-1]['loss']:.4g}", inliers=f"{bt.inlier_ratio:.2f}"
+                )
+            if checkpoint and ((step + 1) % self.checkpoint_every == 0 or step + 1 == self.n_iter):
+                save_checkpoint(
+                    checkpoint,
+                    {
+                        "model": self.model_.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "step": step + 1,
+                        "history": history,
+                        "guard": list(
+                            zip(self._guard.residuals, self._guard.conditions, strict=True)
+                        ),
+                    },
+                )
+        progress.close()
+        self.history_ = history
+        self.n_iter_ = len(history)
+        self.rejected_batches_ = int(sum(h["rejected"] for h in history))
+        if log_csv:
+            write_history(log_csv, history)
+        self.model_.eval()
+        self._fit_kmeans(x)
+        return self
+
+    def _fit_kmeans(self, x) -> None:
+        from sklearn.cluster import KMeans
+
+        rng = np.random.default_rng([self._seed(), 0xC1])
+        sub = np.sort(rng.permutation(len(x))[: min(len(x), 20000)])
+        emb = self.transform(x[sub] if not isinstance(x, torch.Tensor) else x[torch.as_tensor(sub)])
+        km = KMeans(self._n_clusters(), n_init=10, random_state=self._seed()).fit(emb)
+        self.cluster_centers_ = km.cluster_centers_.astype(np.float64)
+
+    # ------------------------------------------------------------ inference
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("this BASiS instance is not fitted yet; call fit(X) first")
+
+    @torch.no_grad()
+    def transform(self, X, chunk_size: int = 65536) -> np.ndarray:
+        """Embed any number of points (numpy, memory-mapped .npy or tensor), chunk by chunk."""
+        self._check_fitted()
+        if isinstance(X, str | Path):
+            X = np.load(X, mmap_mode="r")
+        n = len(X)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise DataError(
+                f"X has shape {tuple(X.shape)}; this model expects (n, {self.n_features_in_}) features"
+            )
+        device = getattr(self, "device_", torch.device("cpu"))
+        out = np.empty((n, self.n_components), dtype=np.float32)
+        self.model_.eval()
+        for s in range(0, n, chunk_size):
+            xb = torch.as_tensor(np.asarray(X[s : s + chunk_size]), dtype=torch.float32).to(device)
+            out[s : s + chunk_size] = self.model_(xb).cpu().numpy()
+        return out
+
+    def predict(self, X) -> np.ndarray:
+        """Cluster labels: k-means (fitted on the training embedding) on the embedding of X."""
+        self._check_fitted()
+        emb = self.transform(X).astype(np.float64)
+        c = np.asarray(self.cluster_centers_, dtype=np.float64)
+        d2 = (emb**2).sum(1)[:, None] - 2 * emb @ c.T + (c**2).sum(1)[None, :]
+        return np.argmin(d2, axis=1)
+
+    def fit_predict(self, X, y=None, **kwargs) -> np.ndarray:
+        return self.fit(X, y, **kwargs).predict(X)
+
+    # -------------------------------------------------------------- persist
+    def save(self, path: str | Path) -> None:
+        """State dict in ``path`` (torch), hyper-parameters and k-means in ``path``.json."""
+        self._check_fitted()
+        params = self.get_params()
+        params["hidden"] = list(params["hidden"])
+        meta = {
+            "class": "BASiS",
+            "params": params,
+            "n_features_in": self.n_features_in_,
+            "eigenvalues": np.asarray(self.eigenvalues_).tolist(),
+            "cluster_centers": self.cluster_centers_.tolist(),
+            "n_iter": getattr(self, "n_iter_", None),
+            "rejected_batches": getattr(self, "rejected_batches_", None),
+        }
+        save_model(path, self.model_.state_dict(), meta)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> BASiS:
+        """Load a model saved by :meth:`save`; never unpickles code (``weights_only``)."""
+        state, meta = load_model(path)
+        if meta.get("class") != "BASiS":
+            raise DataError(f"{path}: not a BASiS model (class {meta.get('class')!r})")
+        params = dict(meta["params"])
+        params["hidden"] = tuple(params["hidden"])
+        params["device"] = device
+        est = cls(**params)
+        est.device_ = resolve_device(device)
+        est.n_features_in_ = int(meta["n_features_in"])
+        est.model_ = MLP(est.n_features_in_, est.n_components, est.hidden).to(est.device_)
+        est.model_.load_state_dict(state)
+        est.model_.eval()
+        est.eigenvalues_ = np.asarray(meta["eigenvalues"])
+        est.cluster_centers_ = np.asarray(meta["cluster_centers"], dtype=np.float64)
+        return est
+
+
+def _skip_anchors(candidates: np.ndarray, sorted_anchors: np.ndarray) -> np.ndarray:
+    """Shift pool positions past the anchor rows so ``candidates`` index non-anchor rows."""
+    # A position p in the pool maps to row r with r - #(anchors <= r) == p; solve iteratively.
+    rows_ = candidates.copy()
+    while True:
+        shifted = candidates + np.searchsorted(sorted_anchors, rows_, side="right")
+        if np.array_equal(shifted, rows_):
+            return rows_
+        rows_ = shifted
+
+
+def _check_array(X, name: str):
+    if isinstance(X, str | Path):
+        X = np.load(X, mmap_mode="r")
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    if not isinstance(X, np.memmap):
+        X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise DataError(f"{name} must be 2-D (n, d); got shape {X.shape}")
+    if len(X) == 0:
+        raise DataError(f"{name} is empty")
+    if not isinstance(X, np.memmap) and not np.isfinite(X).all():
+        raise DataError(f"{name} contains NaN or inf; clean or impute it first")
+    return X
+
+
+def write_history(path: str | Path, history: list[dict[str, float]]) -> None:
+    """The per-step training log as CSV (what `dvc plots` and the report draw)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+        w.writeheader()
+        for row in history:
+            w.writerow({k: row[k] for k in LOG_FIELDS})
+
+
+def _progress(total: int, start: int, verbose: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, disable=not verbose, desc="BASiS", unit="it")
