@@ -67,7 +67,8 @@ def run_evaluate(
     train, test = emb["train"], emb["test"]
     n_clusters = ds.n_classes or test.shape[1]
     seed = params["seed"]
-    labelled = bool(np.all(ds.y_test >= 0)) and ds.n_classes is not None
+    # -1 marks unlabelled points; the metrics drop them, so a partly labelled split still scores.
+    labelled = ds.n_classes is not None and bool(np.any(ds.y_test >= 0))
 
     metrics: dict[str, Any] = {
         "method": method,
