@@ -36,14 +36,18 @@ def key(name: str, *parts: str) -> str:
 Checker = Callable[[Any, str], Any]
 
 
+def _check_range(v: Any, where: str, minimum: Any, maximum: Any) -> None:
+    if minimum is not None and v < minimum:
+        raise DataError(f"{where}: {v} must be at least {minimum}")
+    if maximum is not None and v > maximum:
+        raise DataError(f"{where}: {v} must be at most {maximum}")
+
+
 def integer(minimum: int | None = None, maximum: int | None = None) -> Checker:
     def check(v: Any, where: str) -> int:
         if isinstance(v, bool) or not isinstance(v, int | np.integer):
             raise DataError(f"{where}: {v!r} must be an integer")
-        if minimum is not None and v < minimum:
-            raise DataError(f"{where}: {v} must be at least {minimum}")
-        if maximum is not None and v > maximum:
-            raise DataError(f"{where}: {v} must be at most {maximum}")
+        _check_range(v, where, minimum, maximum)
         return int(v)
 
     return check
@@ -53,10 +57,7 @@ def number(minimum: float | None = None, maximum: float | None = None) -> Checke
     def check(v: Any, where: str) -> float:
         if isinstance(v, bool) or not isinstance(v, int | float | np.number) or not np.isfinite(v):
             raise DataError(f"{where}: {v!r} must be a finite number")
-        if minimum is not None and v < minimum:
-            raise DataError(f"{where}: {v} must be at least {minimum}")
-        if maximum is not None and v > maximum:
-            raise DataError(f"{where}: {v} must be at most {maximum}")
+        _check_range(v, where, minimum, maximum)
         return float(v)
 
     return check
