@@ -15,3 +15,7 @@ class DataError(BasisNmceError, ValueError):
 
 class ChecksumError(DataError):
     """A downloaded or mirrored file does not match its published checksum."""
+
+
+class TrainingError(BasisNmceError, RuntimeError):
+    """Training went wrong (non-finite values, collapse); the message names the cause and fix."""

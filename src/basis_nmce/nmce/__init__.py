@@ -1,0 +1,42 @@
+"""NMCE (Li et al., Neural Manifold Clustering and Embedding): networks, optimisers, training.
+
+Library functions on tensors; the pipeline stages call them. See :mod:`.networks`,
+:mod:`.optim`, :mod:`.train` and :mod:`.guards`.
+"""
+
+from basis_nmce.nmce.guards import CollapseMonitor, check_finite, effective_rank
+from basis_nmce.nmce.networks import NETWORKS, NMCENet, build_network, load_network, save_network
+from basis_nmce.nmce.optim import LARS, build_optimizer, build_scheduler, warmup_cosine_factor
+from basis_nmce.nmce.train import (
+    TrainConfig,
+    TrainResult,
+    embed,
+    predict_clusters,
+    train_cluster,
+    train_finetune,
+    train_joint,
+    train_tcr,
+)
+
+__all__ = [
+    "LARS",
+    "NETWORKS",
+    "CollapseMonitor",
+    "NMCENet",
+    "TrainConfig",
+    "TrainResult",
+    "build_network",
+    "build_optimizer",
+    "build_scheduler",
+    "check_finite",
+    "effective_rank",
+    "embed",
+    "load_network",
+    "predict_clusters",
+    "save_network",
+    "train_cluster",
+    "train_finetune",
+    "train_joint",
+    "train_tcr",
+    "warmup_cosine_factor",
+]

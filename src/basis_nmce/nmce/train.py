@@ -1,0 +1,466 @@
+"""The NMCE training stages as library functions on tensors (NMCE Sec. 3.4-3.6, Appendix B).
+
+* :func:`train_tcr` - stage 1, Total Coding Rate ``-R(Z) + lambda D`` (Eq. 5).
+* :func:`train_cluster` - stage 2: backbone and pre-feature frozen, feature head
+  re-initialised, cluster head (fresh, with its own optimiser) trained with Gumbel-softmax
+  memberships on the NMCE objective ``sum_j R(Z_j) - R(Z) + lambda D`` (Eq. 4).
+* :func:`train_finetune` - stage 3: every parameter, NMCE objective.
+* :func:`train_joint` - the NMCE objective from the start (the paper's double spiral, Sec. 4.1).
+
+Every step draws a batch (without replacement within the batch; the whole set when
+``batch_size >= n``), makes two augmented views with the given augmenter, runs them through the
+network as one batch of ``2 m`` (as the authors' code) and applies the objective of
+:mod:`basis_nmce.coding_rate` (``D = -mean cos(z, z')``; in stages 2-4 features are averaged over
+the views and renormalised, memberships averaged, both inside ``nmce_loss``).
+
+Randomness comes only from generators seeded by ``config.seed`` (batches, augmentations,
+Gumbel noise, head re-initialisation), so a run is deterministic given the seed and the
+initial model. With ``checkpoint`` set, the full state (model, optimisers, schedules,
+generators, history) is written every ``checkpoint_every`` steps and at the end with
+:func:`basis_nmce.io.save_checkpoint` (loadable with ``weights_only=True``); calling the same
+function again with the same path resumes and ends after the same number of steps with the
+same result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from basis_nmce.augment import Augmenter
+from basis_nmce.coding_rate import (
+    gumbel_softmax_memberships,
+    nmce_loss,
+    total_coding_rate_loss,
+)
+from basis_nmce.errors import ConfigError, DataError
+from basis_nmce.io import load_checkpoint, save_checkpoint
+from basis_nmce.models import resolve_device
+from basis_nmce.nmce.guards import CollapseMonitor, check_finite, effective_rank
+from basis_nmce.nmce.networks import NMCENet
+from basis_nmce.nmce.optim import build_optimizer, build_scheduler
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "embed",
+    "predict_clusters",
+    "train_cluster",
+    "train_finetune",
+    "train_joint",
+    "train_tcr",
+]
+
+Stage = Literal["tcr", "cluster", "finetune", "joint"]
+Callback = Callable[[dict[str, Any]], None]
+
+# Fields that do not change the result: a checkpoint may be resumed with other values.
+_NON_RESULT_FIELDS = ("log_every", "checkpoint_every", "device")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training stage.
+
+    ``eps`` is the paper's epsilon (Eq. 2); the authors' code's ``--eps`` is its square
+    (``coding_rate.eps_from_authors_code``). ``lam``: weight of the invariance term D. ``tau``:
+    Gumbel-softmax temperature (the code: 1 for images, 0.2 for the toy). ``tcr_mode``:
+    ``mean_of_views`` (CIFAR code: mean of each view's rate) or ``view_mean`` (COIL code: rate
+    of the renormalised view mean). ``cluster_lr`` / ``cluster_weight_decay``: the cluster
+    head's own optimiser (None: same as ``lr`` / ``weight_decay``). ``optimizer``: ``adam``,
+    ``adamw``, ``sgd`` or ``lars`` (with ``base_batch_size`` the lr is scaled by
+    ``batch_size / base_batch_size``). ``schedule``: ``constant`` or ``cosine``, both with
+    ``warmup_steps`` of linear warm-up. ``collapse_patience``: steps of collapse before
+    stopping (None: never).
+    """
+
+    steps: int = 1000
+    batch_size: int = 512
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.999)
+    trust_coefficient: float = 0.001
+    base_batch_size: int | None = None
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    final_lr_factor: float = 0.0
+    eps: float = 0.1
+    lam: float = 1.0
+    tau: float = 1.0
+    hard_memberships: bool = False
+    tcr_mode: str = "mean_of_views"
+    cluster_lr: float | None = None
+    cluster_weight_decay: float | None = None
+    reset_feature_head: bool = True
+    grad_clip: float | None = None
+    seed: int = 0
+    device: str = "cpu"
+    log_every: int = 10
+    checkpoint_every: int = 0
+    collapse_patience: int | None = 200
+    min_effective_rank: float = 1.05
+    max_cluster_fraction: float = 0.999
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 2:
+            raise ConfigError(
+                f"steps must be >= 1, batch_size >= 2: {self.steps}, {self.batch_size}"
+            )
+        for name in ("lr", "eps", "tau"):
+            if not float(getattr(self, name)) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.lam < 0 or self.weight_decay < 0:
+            raise ConfigError(f"lam and weight_decay must be >= 0: {self.lam}, {self.weight_decay}")
+        if self.tcr_mode not in ("mean_of_views", "view_mean"):
+            raise ConfigError(f"tcr_mode must be mean_of_views or view_mean: {self.tcr_mode!r}")
+        if self.log_every < 1 or self.checkpoint_every < 0:
+            raise ConfigError("log_every must be >= 1 and checkpoint_every >= 0")
+        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        allowed = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - allowed)
+        if unknown:
+            raise ConfigError(f"unknown training option(s) {unknown}; allowed: {sorted(allowed)}")
+        return cls(**values)
+
+    def fingerprint(self) -> dict[str, Any]:
+        d = asdict(self)
+        for key in _NON_RESULT_FIELDS:
+            d.pop(key)
+        d["betas"] = list(d["betas"])
+        return d
+
+
+@dataclass
+class TrainResult:
+    """What a stage returns: the logged records, steps done, where it resumed, wall time."""
+
+    stage: str
+    steps: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_at: int = 0
+    seconds: float = 0.0
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _seed(seed: int, stream: int) -> int:
+    return int(
+        np.random.SeedSequence([int(seed), stream]).generate_state(1, dtype=np.uint64)[0] >> 1
+    )
+
+
+def _generator(seed: int, stream: int, device: torch.device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(_seed(seed, stream))
+
+
+def _check_inputs(model: nn.Module, x: Tensor) -> None:
+    if not isinstance(model, NMCENet):
+        raise ConfigError(
+            f"model must be an NMCENet (nmce.networks.build_network), got {type(model).__name__}"
+        )
+    if not isinstance(x, Tensor) or x.dim() < 2 or x.shape[0] < 2:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise DataError(f"x must be a tensor of at least 2 samples (n, ...), got {shape}")
+    if not x.is_floating_point():
+        raise DataError(f"x must be floating point, got {x.dtype}")
+
+
+def _batch_indices(n: int, batch: int, generator: torch.Generator) -> Tensor | None:
+    if batch >= n:
+        return None
+    return torch.randperm(n, generator=generator)[:batch]
+
+
+def _modules_for(model: NMCENet, stage: Stage) -> tuple[list[nn.Module], list[nn.Module]]:
+    """(main optimiser's modules, cluster optimiser's modules) per stage."""
+    if stage == "tcr":
+        return [model.backbone, model.pre_feature, model.feature_head], []
+    if stage == "cluster":
+        return [model.feature_head], [model.cluster_head]
+    return [model.backbone, model.pre_feature, model.feature_head], [model.cluster_head]
+
+
+def _optimisers(model: NMCENet, stage: Stage, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
+    main, cluster = _modules_for(model, stage)
+    opts = [
+        build_optimizer(
+            nn.ModuleList(main),
+            cfg.optimizer,
+            cfg.lr,
+            cfg.weight_decay,
+            cfg.momentum,
+            betas=cfg.betas,
+            trust_coefficient=cfg.trust_coefficient,
+            batch_size=cfg.batch_size,
+            base_batch_size=cfg.base_batch_size,
+        )
+    ]
+    if cluster:
+        opts.append(
+            build_optimizer(
+                nn.ModuleList(cluster),
+                cfg.optimizer,
+                cfg.cluster_lr if cfg.cluster_lr is not None else cfg.lr,
+                cfg.cluster_weight_decay
+                if cfg.cluster_weight_decay is not None
+                else cfg.weight_decay,
+                cfg.momentum,
+                betas=cfg.betas,
+                trust_coefficient=cfg.trust_coefficient,
+                batch_size=cfg.batch_size,
+                base_batch_size=cfg.base_batch_size,
+            )
+        )
+    return opts
+
+
+def _record(step: int, stats: Mapping[str, Any], lr: float, rank: float) -> dict[str, Any]:
+    rec: dict[str, Any] = {"step": step, "lr": lr, "effective_rank": rank}
+    for key in ("loss", "R", "Rc", "delta_R", "similarity", "marginal_entropy"):
+        if key in stats:
+            rec[key] = float(stats[key])
+    if "cluster_sizes" in stats:
+        sizes = [float(s) for s in stats["cluster_sizes"]]
+        total = sum(sizes) or 1.0
+        rec["cluster_fractions"] = [s / total for s in sizes]
+    return rec
+
+
+# --------------------------------------------------------------------------- core loop
+
+
+def _train(
+    stage: Stage,
+    model: NMCENet,
+    x: Tensor,
+    augmenter: Augmenter,
+    config: TrainConfig,
+    checkpoint: str | Path | None,
+    callback: Callback | None,
+) -> TrainResult:
+    _check_inputs(model, x)
+    cfg = config
+    device = resolve_device(cfg.device)
+    model.to(device)
+    model.freeze_backbone(stage == "cluster")
+    model.zero_grad(set_to_none=True)  # no stale gradients from an earlier stage
+    if stage == "cluster":
+        init = _generator(cfg.seed, 3, torch.device("cpu"))
+        if cfg.reset_feature_head:  # stage 2 re-initialises the projection (the code does so)
+            model.reset_feature_head(init)
+        model.reset_cluster_head(init)
+
+    g_data = _generator(cfg.seed, 0, torch.device("cpu"))
+    g_aug = _generator(cfg.seed, 1, device)
+    g_gumbel = _generator(cfg.seed, 2, device)
+    optimisers = _optimisers(model, stage, cfg)
+    schedulers = [
+        build_scheduler(o, cfg.schedule, cfg.steps, cfg.warmup_steps, cfg.final_lr_factor)
+        for o in optimisers
+    ]
+    monitor = CollapseMonitor(
+        cfg.collapse_patience, cfg.min_effective_rank, cfg.max_cluster_fraction, stage=stage
+    )
+    result = TrainResult(stage=stage, steps=0)
+    start_step, elapsed = 0, 0.0
+
+    state = load_checkpoint(checkpoint) if checkpoint is not None else None
+    if state is not None:
+        if state.get("stage") != stage or state.get("config") != cfg.fingerprint():
+            raise ConfigError(
+                f"checkpoint {checkpoint} was written by stage {state.get('stage')!r} with other "
+                "settings; delete it to start afresh or pass the settings it was written with"
+            )
+        model.load_state_dict(state["model"])
+        for opt, s in zip(optimisers, state["optimizers"], strict=True):
+            opt.load_state_dict(s)
+        for sch, s in zip(schedulers, state["schedulers"], strict=True):
+            sch.load_state_dict(s)
+        g_data.set_state(state["generators"]["data"])
+        g_aug.set_state(state["generators"]["aug"])
+        g_gumbel.set_state(state["generators"]["gumbel"])
+        monitor.load_state_dict(state["monitor"])
+        result.history = list(state["history"])
+        start_step = result.resumed_at = int(state["step"])
+        elapsed = float(state.get("seconds", 0.0))
+
+    def save(step: int) -> None:
+        save_checkpoint(
+            checkpoint,
+            {
+                "stage": stage,
+                "config": cfg.fingerprint(),
+                "step": step,
+                "model": model.state_dict(),
+                "optimizers": [o.state_dict() for o in optimisers],
+                "schedulers": [s.state_dict() for s in schedulers],
+                "generators": {
+                    "data": g_data.get_state(),
+                    "aug": g_aug.get_state(),
+                    "gumbel": g_gumbel.get_state(),
+                },
+                "monitor": monitor.state_dict(),
+                "history": result.history,
+                "seconds": elapsed + time.perf_counter() - t0,
+            },
+        )
+
+    t0 = time.perf_counter()
+    n = x.shape[0]
+    trainable = [p for o in optimisers for g in o.param_groups for p in g["params"]]
+    model.train()
+    for step in range(start_step + 1, cfg.steps + 1):
+        idx = _batch_indices(n, cfg.batch_size, g_data)
+        xb = (x if idx is None else x[idx]).to(device, non_blocking=True)
+        views = torch.cat([augmenter(xb, generator=g_aug), augmenter(xb, generator=g_aug)])
+        z, logits = model(views)
+        check_finite(step, None, torch.cat([z, logits], dim=1), stage=stage)
+        z1, z2 = z.chunk(2)
+        if stage == "tcr":
+            loss, stats = total_coding_rate_loss(z1, z2, cfg.eps, cfg.lam, mode=cfg.tcr_mode)
+            pi_bar = None
+            z_check = z1
+        else:
+            pi = gumbel_softmax_memberships(
+                logits, cfg.tau, hard=cfg.hard_memberships, generator=g_gumbel
+            )
+            pi1, pi2 = pi.chunk(2)
+            loss, stats = nmce_loss(z1, z2, pi1, pi2, cfg.eps, cfg.lam)
+            pi_bar = 0.5 * (pi1 + pi2)
+            z_check = torch.nn.functional.normalize(0.5 * (z1 + z2), dim=1)
+        check_finite(step, loss, z, stats, stage=stage)
+        for opt in optimisers:
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip is not None:
+            nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+        for opt in optimisers:
+            opt.step()
+        lr = float(schedulers[0].get_last_lr()[0])
+        for sch in schedulers:
+            sch.step()
+        monitor.update(step, z_check, pi_bar)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            rec = _record(step, stats, lr, effective_rank(z_check))
+            result.history.append(rec)
+            if callback is not None:
+                callback(rec)
+        if checkpoint is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            save(step)
+    if checkpoint is not None and start_step < cfg.steps:
+        save(cfg.steps)
+    result.steps = cfg.steps
+    result.seconds = elapsed + time.perf_counter() - t0
+    model.eval()
+    return result
+
+
+# --------------------------------------------------------------------------- public stages
+
+
+def train_tcr(
+    model: NMCENet,
+    x: Tensor,
+    augmenter: Augmenter,
+    config: TrainConfig,
+    *,
+    checkpoint: str | Path | None = None,
+    callback: Callback | None = None,
+) -> TrainResult:
+    """Stage 1: Total Coding Rate ``-R(Z, eps) + lam D`` on two views (NMCE Eq. 5).
+
+    Trains backbone, pre-feature and feature head (the cluster head is unused).
+    """
+    return _train("tcr", model, x, augmenter, config, checkpoint, callback)
+
+
+def train_cluster(
+    model: NMCENet,
+    x: Tensor,
+    augmenter: Augmenter,
+    config: TrainConfig,
+    *,
+    checkpoint: str | Path | None = None,
+    callback: Callback | None = None,
+) -> TrainResult:
+    """Stage 2: frozen backbone/pre-feature, fresh feature and cluster heads, NMCE (Eq. 4).
+
+    The feature head is re-initialised (``config.reset_feature_head``, as the authors' code)
+    and the cluster head re-drawn, both from ``config.seed``; the cluster head has its own
+    optimiser (``cluster_lr``, ``cluster_weight_decay``). Memberships are Gumbel-softmax
+    samples at temperature ``tau``. The backbone stays frozen when this returns.
+    """
+    return _train("cluster", model, x, augmenter, config, checkpoint, callback)
+
+
+def train_finetune(
+    model: NMCENet,
+    x: Tensor,
+    augmenter: Augmenter,
+    config: TrainConfig,
+    *,
+    checkpoint: str | Path | None = None,
+    callback: Callback | None = None,
+) -> TrainResult:
+    """Stage 3: every parameter trained on the NMCE objective (Eq. 4); unfreezes the backbone.
+
+    The authors' CIFAR settings use ``lam = 0`` in stages 2-3 (Table B.1).
+    """
+    return _train("finetune", model, x, augmenter, config, checkpoint, callback)
+
+
+def train_joint(
+    model: NMCENet,
+    x: Tensor,
+    augmenter: Augmenter,
+    config: TrainConfig,
+    *,
+    checkpoint: str | Path | None = None,
+    callback: Callback | None = None,
+) -> TrainResult:
+    """The full NMCE objective (Eq. 4) from the start, all parameters (double spiral, Sec. 4.1)."""
+    return _train("joint", model, x, augmenter, config, checkpoint, callback)
+
+
+# --------------------------------------------------------------------------- inference
+
+
+@torch.no_grad()
+def _outputs(model: NMCENet, x: Tensor, batch: int, which: int) -> Tensor:
+    if batch < 1:
+        raise ConfigError(f"batch must be >= 1, got {batch}")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        out = [model(x[i : i + batch].to(device))[which].cpu() for i in range(0, len(x), batch)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def embed(model: NMCENet, x: Tensor, batch: int = 1024) -> Tensor:
+    """Features ``z`` (unit norm, on the CPU) of ``x`` in eval mode, ``batch`` rows at a time."""
+    return _outputs(model, x, batch, 0)
+
+
+def predict_clusters(model: NMCENet, x: Tensor, batch: int = 1024) -> Tensor:
+    """Cluster index (argmax of the cluster head's logits, int64 on the CPU) of each row."""
+    return _outputs(model, x, batch, 1).argmax(dim=1)
