@@ -285,6 +285,41 @@ def test_drop_first_sign_and_unnormalized(connected_3000):
     assert abs(un.eigenvalues[0]) < 1e-10
 
 
+@pytest.mark.parametrize("laplacian", ["sym", "rw", "unnormalized"])
+def test_drop_first_on_a_disconnected_graph_drops_the_trivial_vector(laplacian):
+    """Two components: the null space is 2-D and a solver returns any basis of it. The first
+    non-trivial eigenvector is the null vector orthogonal to the trivial one, whatever solver."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(size=(300, 2)), rng.normal(size=(200, 2)) + 50])
+    W = affinity(x, n_neighbors=10)
+    deg = np.asarray(W.sum(axis=1)).ravel()
+    trivial = np.ones(len(x)) if laplacian == "unnormalized" else np.sqrt(deg)
+    ys = []
+    for solver in ("dense", "sparse"):
+        y = (
+            spectral_embedding(
+                x, 1, n_neighbors=10, laplacian=laplacian, drop_first=True, solver=solver
+            )
+            .embedding[:, 0]
+            .astype(np.float64)
+        )
+        u = y if laplacian != "rw" else y * np.sqrt(deg)  # back to the symmetric operator's u
+        assert abs(u @ trivial) < 1e-4 * np.linalg.norm(u) * np.linalg.norm(trivial)
+        assert (np.sign(y[:300]) == np.sign(y[0])).all() and (
+            np.sign(y[300:]) == -np.sign(y[0])
+        ).all()
+        ys.append(y)
+    np.testing.assert_allclose(ys[0], ys[1], atol=1e-5)
+    yb, _ = batch_spectral_embedding(
+        torch.as_tensor(x, dtype=torch.float32),
+        1,
+        n_neighbors=10,
+        laplacian=laplacian,
+        drop_first=True,
+    )
+    assert np.corrcoef(yb[:, 0].numpy(), ys[0])[0, 1] > 0.999  # float32 kNN: a few ties differ
+
+
 def test_config_call_styles(five_blobs):
     x, _ = five_blobs
     cfg = {

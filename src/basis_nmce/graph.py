@@ -381,6 +381,41 @@ def _check_options(laplacian_kind: str, solver: str, diffusion_time: int | None)
             raise ConfigError(f"graph.diffusion_time: must be >= 0, got {diffusion_time}")
 
 
+NULL_TOL = 1e-8  # eigenvalues of the symmetric operator this close to the smallest are tied
+
+
+def _trivial_first(vals: torch.Tensor, U: torch.Tensor, deg: torch.Tensor, kind: str) -> torch.Tensor:
+    """Rotate the smallest eigenspace so that its first vector is the trivial one.
+
+    The trivial eigenvector is D^1/2 1 for the normalised operators and 1 for D - W. When the
+    smallest eigenvalue is repeated (a graph with several connected components) a solver
+    returns any basis of that eigenspace, and dropping its first column would drop an arbitrary
+    direction: the "first non-trivial" eigenvectors are then the rest of that eigenspace
+    *orthogonal to the trivial vector*, which this rotation makes explicit.
+    """
+    tied = int(torch.sum(vals <= vals[0] + NULL_TOL * max(1.0, float(vals[0].abs()))))
+    if tied < 2:
+        return U
+    u0 = torch.ones_like(deg) if kind == "unnormalized" else torch.sqrt(deg)
+    u0 = (u0 / torch.linalg.norm(u0)).to(U.dtype)
+    block = U[:, :tied]
+    q = block.T @ u0  # coordinates of the trivial vector in the tied block
+    if float(torch.linalg.norm(q)) < 0.5:  # not in the block: the solver's order stands
+        return U
+    # Orthonormal basis of the block with q first: Householder reflection of e_1 onto q.
+    q = q / torch.linalg.norm(q)
+    e1 = torch.zeros_like(q)
+    e1[0] = 1.0
+    v = e1 - q
+    H = torch.eye(tied, dtype=U.dtype, device=U.device)
+    if float(torch.linalg.norm(v)) > 1e-12:
+        v = v / torch.linalg.norm(v)
+        H = H - 2.0 * torch.outer(v, v)  # H e_1 = q
+    out = U.clone()
+    out[:, :tied] = block @ H
+    return out
+
+
 def _postprocess(
     vals: torch.Tensor,
     U: torch.Tensor,
@@ -392,6 +427,7 @@ def _postprocess(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Orthonormal eigenvectors ``U`` of the symmetric operator -> embedding coordinates."""
     if drop_first:
+        U = _trivial_first(vals, U, deg, kind)
         vals, U = vals[1:], U[:, 1:]
     n = U.shape[0]
     if kind == "unnormalized" or (kind == "sym" and diffusion_time is None):
