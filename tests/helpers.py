@@ -51,7 +51,11 @@ def write_blobs_npz(
 TINY_CONFIG = {
     "seed": 0,
     "threads": 1,
-    "run": {"datasets": ["blobs", "moons"], "features": ["raw"], "methods": ["analytic"]},
+    "run": {
+        "datasets": ["blobs", "moons"],
+        "features": ["raw"],
+        "methods": ["analytic", "basis_train"],
+    },
     "datasets": {
         "blobs": {"source": "npz", "path": "blobs.npz", "graph": {"n_neighbors": 10}},
         "moons": {
@@ -64,6 +68,13 @@ TINY_CONFIG = {
     "device": "cpu",
     "features": {"raw": {"scale": "standard", "pca": None}},
     "graph": {"sigma_neighbor": 7},
+    "basis": {
+        "batch_size": 128,
+        "n_iter": 60,
+        "lr": 0.001,
+        "hidden": [32, 32],
+        "checkpoint_every": 20,
+    },
     "evaluate": {"linear_probe_epochs": 50},
     "report": {"max_points": 200},
 }

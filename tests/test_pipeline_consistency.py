@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from basis_nmce.stages.params import STAGES
+
 from .helpers import BIN, ROOT, SNAKEMAKE, make_project, run
 
 pytestmark = pytest.mark.slow
@@ -123,7 +125,7 @@ def test_dry_runs_list_the_same_stages(tmp_path):
     run(SNAKEMAKE, proj)
     dvc = run([*DVC, "repro", "--dry"], proj).stdout
     dvc_run = re.findall(r"Running stage '(\w+)'", dvc)
-    assert dvc_run == ["fetch", "prepare", "features", "analytic", "evaluate", "report"]
+    assert dvc_run == list(STAGES)  # STAGES is in pipeline order
     assert set(dvc_run) == smk_rules
 
 
@@ -141,3 +143,7 @@ def test_dvc_repro_runs_the_pipeline(tmp_path):
     assert "Running stage" not in again
     shown = run([*DVC, "metrics", "show"], proj).stdout
     assert "moons" in shown
+    # The training curves are DVC plots: one series per trained (dataset, features).
+    plots = json.loads(run([*DVC, "plots", "show", "--json"], proj).stdout)
+    curves = json.dumps(plots)
+    assert "moons_raw_basis_train.csv" in curves and "blobs_raw_basis_train.csv" in curves

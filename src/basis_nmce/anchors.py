@@ -127,3 +127,39 @@ def build_reference(
         eigenvalues=vals.cpu().numpy(),
         strategy=strategy,
     )
+
+
+def save_reference(path, ref: Reference) -> None:
+    """The ``basis_reference`` stage's output: one ``.npz`` of arrays plus the strategy."""
+    from .io import save_npz
+
+    save_npz(
+        path,
+        anchor_index=ref.anchor_index,
+        reference_index=ref.reference_index,
+        anchor_embedding=ref.anchor_embedding,
+        reference_embedding=ref.reference_embedding,
+        eigenvalues=ref.eigenvalues,
+        strategy=np.asarray(ref.strategy),
+    )
+
+
+def load_reference(path) -> Reference:
+    """Read a reference saved by :func:`save_reference` (no pickled objects)."""
+    from .io import load_npz
+
+    z = load_npz(path)
+    missing = {f for f in Reference.__dataclass_fields__ if f not in z}
+    if missing:
+        raise DataError(
+            f"{path}: not a BASiS reference (missing {', '.join(sorted(missing))}); rerun the "
+            "basis_reference stage"
+        )
+    return Reference(
+        anchor_index=z["anchor_index"].astype(np.int64),
+        reference_index=z["reference_index"].astype(np.int64),
+        anchor_embedding=z["anchor_embedding"],
+        reference_embedding=z["reference_embedding"],
+        eigenvalues=z["eigenvalues"],
+        strategy=str(z["strategy"]),
+    )

@@ -33,7 +33,17 @@ from .models import MLP, resolve_device
 
 log = logging.getLogger(__name__)
 
-LOG_FIELDS = ("step", "loss", "inlier_ratio", "residual", "condition", "rejected", "seconds")
+LOG_FIELDS = (
+    "step",
+    "loss",
+    "lr",
+    "inlier_ratio",
+    "residual",
+    "condition",
+    "rejected",
+    "seconds",
+)
+TRACE_BATCHES = 20  # batches whose anchor coordinates are kept (paper Fig. 3)
 
 
 @dataclass
@@ -46,6 +56,8 @@ class BatchTarget:
     residual: float
     condition: float
     rejected: int
+    anchors_raw: np.ndarray | None = None  # (l, K) batch eigenvectors of the anchors
+    anchors_aligned: np.ndarray | None = None  # (l, K) the same after the affine map
 
 
 class AlignmentGuard:
@@ -99,6 +111,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         device: str = "auto",
         *,
         sigma_mode: str = "local",
+        sigma_value: float | None = None,
         symmetrize: str = "sum",
         drop_first: bool = False,
         n_clusters: int | None = None,
@@ -122,6 +135,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.sigma_mode = sigma_mode
+        self.sigma_value = sigma_value
         self.symmetrize = symmetrize
         self.drop_first = drop_first
         self.n_clusters = n_clusters
@@ -139,6 +153,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
             "n_neighbors": self.n_neighbors,
             "sigma_mode": self.sigma_mode,
             "sigma_neighbor": self.sigma_neighbor,
+            "sigma_value": self.sigma_value,
             "symmetrize": self.symmetrize,
             "laplacian": self.laplacian,
             "drop_first": self.drop_first,
@@ -197,6 +212,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
             )
             if self._guard.accept(res.residual, res.condition_number):
                 target = apply_affine(res.transform.to(phi.device, torch.float64), phi.double())
+                traced = step < TRACE_BATCHES
                 return BatchTarget(
                     index=index,
                     target=target.float(),
@@ -204,6 +220,8 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
                     residual=float(res.residual),
                     condition=float(res.condition_number),
                     rejected=attempt,
+                    anchors_raw=phi[:l].float().cpu().numpy() if traced else None,
+                    anchors_aligned=target[:l].float().cpu().numpy() if traced else None,
                 )
         raise BasisNmceError(
             f"step {step}: 50 batches in a row gave ill-conditioned anchor alignments; the anchors "
@@ -227,26 +245,40 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def fit(
-        self, X, y=None, *, checkpoint: str | Path | None = None, log_csv: str | Path | None = None
+        self,
+        X,
+        y=None,
+        *,
+        reference: Reference | None = None,
+        checkpoint: str | Path | None = None,
+        log_csv: str | Path | None = None,
     ):
-        """Train on ``X`` (n, d); ``y`` is used only by ``anchor_strategy='labels'``."""
+        """Train on ``X`` (n, d); ``y`` is used only by ``anchor_strategy='labels'``.
+
+        ``reference``: a precomputed :class:`~basis_nmce.anchors.Reference` (the pipeline's
+        ``basis_reference`` stage); by default it is built here. ``checkpoint``: a file that is
+        written every ``checkpoint_every`` steps and, when it exists and was written by the same
+        settings on the same data, resumed from. ``log_csv``: the per-step training log.
+        """
         x = _check_array(X, "X")
         n = len(x)
         m, n_anchors = self._check_params(n)
         self.device_ = resolve_device(self.device)
         torch.manual_seed(self._seed())
         self.n_features_in_ = x.shape[1]
-        ref = build_reference(
-            x,
-            self.n_components,
-            batch_size=m,
-            n_anchors=n_anchors,
-            strategy=self.anchor_strategy,
-            n_clusters=self._n_clusters(),
-            labels=None if y is None else np.asarray(y),
-            graph=self.graph_kwargs,
-            seed=self._seed(),
-        )
+        if reference is None:
+            reference = build_reference(
+                x,
+                self.n_components,
+                batch_size=m,
+                n_anchors=n_anchors,
+                strategy=self.anchor_strategy,
+                n_clusters=self._n_clusters(),
+                labels=None if y is None else np.asarray(y),
+                graph=self.graph_kwargs,
+                seed=self._seed(),
+            )
+        ref = _check_reference(reference, n, m, self.n_components)
         self.reference_ = ref
         self.eigenvalues_ = ref.eigenvalues
         self._sorted_anchors = np.sort(ref.anchor_index)
@@ -256,17 +288,23 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         sched = torch.optim.lr_scheduler.ExponentialLR(
             opt, gamma=self.lr_decay ** (1 / max(self.n_iter, 1))
         )
-        start, history = 0, []
+        start, history, trace = 0, [], []
+        fingerprint = self._fingerprint(x, ref)
         ckpt = load_checkpoint(checkpoint) if checkpoint else None
+        if ckpt is not None and ckpt.get("fingerprint") != fingerprint:
+            log.warning("%s was written by other settings or data; starting afresh", checkpoint)
+            ckpt = None
         if ckpt is not None:
             self.model_.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
             start, history = int(ckpt["step"]), list(ckpt["history"])
+            trace = [(np.asarray(a), np.asarray(b)) for a, b in ckpt["trace"]]
             for r, c in ckpt["guard"]:
                 self._guard.residuals.append(r)
                 self._guard.conditions.append(c)
             log.info("resuming from %s at step %d", checkpoint, start)
+        self.resumed_from_ = start
         self.model_.train()
         progress = _progress(self.n_iter, start, self.verbose)
         t0 = time.perf_counter()
@@ -277,11 +315,15 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            lr_now = float(opt.param_groups[0]["lr"])
             sched.step()
+            if bt.anchors_raw is not None:
+                trace.append((bt.anchors_raw, bt.anchors_aligned))
             history.append(
                 {
                     "step": step + 1,
                     "loss": float(loss.detach()),
+                    "lr": lr_now,
                     "inlier_ratio": bt.inlier_ratio,
                     "residual": bt.residual,
                     "condition": bt.condition,
@@ -303,6 +345,8 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
                         "scheduler": sched.state_dict(),
                         "step": step + 1,
                         "history": history,
+                        "fingerprint": fingerprint,
+                        "trace": [(torch.from_numpy(a), torch.from_numpy(b)) for a, b in trace],
                         "guard": list(
                             zip(self._guard.residuals, self._guard.conditions, strict=True)
                         ),
@@ -310,6 +354,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
                 )
         progress.close()
         self.history_ = history
+        self.anchor_trace_ = trace
         self.n_iter_ = len(history)
         self.rejected_batches_ = int(sum(h["rejected"] for h in history))
         if log_csv:
@@ -317,6 +362,19 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         self.model_.eval()
         self._fit_kmeans(x)
         return self
+
+    def _fingerprint(self, x, ref: Reference) -> str:
+        """What a checkpoint must match to be resumed: settings, data shape, anchors."""
+        import hashlib
+        import json
+
+        params = {k: v for k, v in self.get_params().items() if k not in ("verbose", "device")}
+        h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+        h.update(repr((tuple(x.shape), str(x.dtype))).encode())
+        h.update(np.ascontiguousarray(np.asarray(x[:64], dtype=np.float32)).tobytes())
+        h.update(np.ascontiguousarray(ref.reference_index).tobytes())
+        h.update(np.ascontiguousarray(ref.anchor_embedding, dtype=np.float64).tobytes())
+        return h.hexdigest()
 
     def _fit_kmeans(self, x) -> None:
         from sklearn.cluster import KMeans
@@ -410,6 +468,26 @@ def _skip_anchors(candidates: np.ndarray, sorted_anchors: np.ndarray) -> np.ndar
         if np.array_equal(shifted, rows_):
             return rows_
         rows_ = shifted
+
+
+def _check_reference(ref: Reference, n: int, m: int, n_components: int) -> Reference:
+    """A reference built elsewhere must fit this data and these settings."""
+    idx = np.asarray(ref.reference_index)
+    if ref.anchor_embedding.shape[1] != n_components:
+        raise ConfigError(
+            f"the reference embedding has {ref.anchor_embedding.shape[1]} components but "
+            f"n_components is {n_components}; rebuild the reference (stage basis_reference)"
+        )
+    if len(idx) and (idx.min() < 0 or idx.max() >= n):
+        raise DataError(
+            f"the reference indexes rows up to {idx.max()} but the training set has {n} rows; "
+            "rebuild the reference (stage basis_reference) on these features"
+        )
+    if len(ref.anchor_index) >= m:
+        raise ConfigError(
+            f"{len(ref.anchor_index)} anchors do not leave room for fresh points in a batch of {m}"
+        )
+    return ref
 
 
 def _check_array(X, name: str):

@@ -115,6 +115,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prepared", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="embedding.npz")
 
+    p = sub.add_parser("basis_reference", help="BASiS anchors and their exact reference embedding")
+    _add_common(p)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--features", required=True, type=Path)
+    p.add_argument("--prepared", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="reference.npz")
+
+    p = sub.add_parser("basis_train", help="train BASiS on aligned batches, embed both splits")
+    _add_common(p)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--features", required=True, type=Path)
+    p.add_argument("--reference", required=True, type=Path, help="basis_reference's reference.npz")
+    p.add_argument("--prepared", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="embedding.npz")
+    p.add_argument("--checkpoint", type=Path, default=None, help="resume from / save to this file")
+    p.add_argument("--progress", action="store_true", help="show a progress bar")
+
     p = sub.add_parser("evaluate", help="score an embedding -> metrics.json")
     _add_common(p)
     p.add_argument("--dataset", required=True)
@@ -161,6 +178,22 @@ def run(args: argparse.Namespace) -> Any:
         from .stages.analytic import run_analytic
 
         return run_analytic(params, args.features, args.prepared, args.out)
+    if args.stage == "basis_reference":
+        from .stages.basis import run_basis_reference
+
+        return run_basis_reference(params, args.features, args.prepared, args.out)
+    if args.stage == "basis_train":
+        from .stages.basis import run_basis_train
+
+        return run_basis_train(
+            params,
+            args.features,
+            args.reference,
+            args.prepared,
+            args.out,
+            checkpoint=args.checkpoint,
+            verbose=args.progress,
+        )
     if args.stage == "evaluate":
         from .stages.evaluate import run_evaluate
 

@@ -20,7 +20,7 @@ import yaml
 
 from .errors import ConfigError
 
-OVERRIDABLE_SECTIONS = ("graph", "features")
+OVERRIDABLE_SECTIONS = ("graph", "features", "basis")
 
 
 @cache

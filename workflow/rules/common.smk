@@ -59,6 +59,18 @@ def method_embedding(w):
     return f"{RES}/{w.method}/{w.dataset}/{w.kind}/embedding.npz"
 
 
+def training_logs():
+    """What the report draws besides the metrics: BASiS training curves, anchors, value grid."""
+    if "basis_train" not in METHODS:
+        return []
+    return expand(
+        f"{RES}/basis_train/{{dataset}}/{{kind}}/{{name}}",
+        dataset=DATASETS,
+        kind=KINDS,
+        name=["log.csv", "anchors.npz", "grid.npz"],
+    )
+
+
 def all_metrics():
     return expand(
         f"{RES}/evaluate/{{dataset}}/{{kind}}/{{method}}/metrics.json",

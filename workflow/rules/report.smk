@@ -3,7 +3,8 @@
 
 rule report:
     input:
-        all_metrics(),
+        metrics=all_metrics(),
+        training=training_logs(),
     output:
         report(REPORT, caption="../report/report.rst", category="Report"),
         f"{RES}/report/metrics.csv",
@@ -15,4 +16,4 @@ rule report:
         p=params_for("report"),
         out=f"{RES}/report",
     shell:
-        "basis-nmce report --params {params.p:q} --metrics {input:q} --out {params.out:q} 2> {log:q}"
+        "basis-nmce report --params {params.p:q} --metrics {input.metrics:q} --out {params.out:q} 2> {log:q}"

@@ -12,7 +12,18 @@ from typing import Any
 
 from ..config import dataset_section
 
-STAGES = ("fetch", "prepare", "features", "analytic", "evaluate", "report")
+STAGES = (
+    "fetch",
+    "prepare",
+    "features",
+    "analytic",
+    "basis_reference",
+    "basis_train",
+    "evaluate",
+    "report",
+)
+# The basis keys the reference depends on; the rest only matter to training.
+REFERENCE_KEYS = ("batch_size", "anchor_strategy", "anchors_per_cluster", "n_anchors")
 
 
 def stage_params(
@@ -30,11 +41,21 @@ def stage_params(
         return {**common, "kind": kind, "features": feats.get(kind, {})}
     if stage == "analytic":
         return {**common, "device": cfg["device"], "graph": dataset_section(cfg, dataset, "graph")}
+    if stage in ("basis_reference", "basis_train"):
+        basis = dataset_section(cfg, dataset, "basis")
+        if stage == "basis_reference":
+            basis = {k: basis[k] for k in REFERENCE_KEYS}
+        return {
+            **common,
+            "device": cfg["device"],
+            "graph": dataset_section(cfg, dataset, "graph"),
+            "basis": basis,
+        }
     if stage == "evaluate":
         return {
             **common,
             "evaluate": dict(cfg["evaluate"]),
-            "n_components": dataset_section(cfg, dataset, "graph")["n_components"],
+            "graph": dataset_section(cfg, dataset, "graph"),
         }
     if stage == "report":
         return {**common, "report": dict(cfg["report"])}

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .. import data
-from ..io import atomic_path, load_npz, read_json, write_json, write_text
+from ..io import atomic_path, load_npz, read_json, write_bytes, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,7 @@ TABLE_COLUMNS = [
     "n_test",
     "n_components",
     "grassmann",
+    "grassmann_matched",
     "orthogonality",
     "nmi",
     "acc",
@@ -99,6 +100,118 @@ def _plot(row: dict[str, Any], out: Path, max_points: int, seed: int) -> Path | 
     return target
 
 
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, target: Path) -> Path:
+    plt = _pyplot()
+    fig.tight_layout()
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return target
+
+
+def _training_dir(row: dict[str, Any]) -> Path | None:
+    emb = row["_inputs"].get("embedding")
+    if not emb:
+        return None
+    folder = Path(emb).parent
+    return folder if (folder / "log.csv").exists() else None
+
+
+def _plot_curves(row: dict[str, Any], folder: Path, out: Path) -> Path:
+    """Training curves: loss, RANSAC inlier ratio and residual per step."""
+    plt = _pyplot()
+    log_df = pd.read_csv(folder / "log.csv")
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for ax, col, scale in zip(
+        axes, ("loss", "inlier_ratio", "residual"), ("log", "linear", "log"), strict=True
+    ):
+        ax.plot(log_df["step"], log_df[col], lw=0.6)
+        if len(log_df) >= 20:
+            ax.plot(log_df["step"], log_df[col].rolling(20).median(), lw=1.5, color="k")
+        ax.set_yscale(scale)
+        ax.set_xlabel("iteration")
+        ax.set_title(col.replace("_", " "), fontsize=9)
+    fig.suptitle(f"{row['method']} training: {row['dataset']} / {row['features']}", fontsize=10)
+    return _save(fig, out / f"training_{row['dataset']}_{row['features']}_{row['method']}.png")
+
+
+def _plot_anchors(row: dict[str, Any], folder: Path, out: Path) -> Path | None:
+    """The anchors' coordinates in the first batches, before and after alignment (Fig. 3)."""
+    z = load_npz(folder / "anchors.npz")
+    raw, aligned, ref = z["raw"], z["aligned"], z["reference"]
+    if raw.size == 0:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 4), sharex=False)
+    colours = plt.get_cmap("viridis")(np.linspace(0, 1, len(raw)))
+    for ax, coords, title in ((axes[0], raw, "before alignment"), (axes[1], aligned, "after")):
+        for b, c in enumerate(coords):
+            x = c[:, 0]
+            y = c[:, 1] if c.shape[1] > 1 else np.arange(len(c))
+            ax.scatter(x, y, s=4, color=colours[b], alpha=0.6)
+        if title == "after":
+            y = ref[:, 1] if ref.shape[1] > 1 else np.arange(len(ref))
+            ax.scatter(ref[:, 0], y, s=14, facecolors="none", edgecolors="r", lw=0.6)
+        ax.set_title(f"anchors in {len(coords)} batches, {title}", fontsize=9)
+        ax.set_xlabel("coordinate 1")
+        ax.set_ylabel("coordinate 2" if raw.shape[2] > 1 else "anchor")
+    fig.suptitle(
+        f"{row['dataset']} / {row['features']}: red circles = reference (Eq. 11)", fontsize=10
+    )
+    return _save(fig, out / f"anchors_{row['dataset']}_{row['features']}_{row['method']}.png")
+
+
+def _plot_grid(row: dict[str, Any], folder: Path, out: Path) -> Path | None:
+    """The network's value over the input plane and its clustering (Fig. 1), 2-D inputs only."""
+    z = load_npz(folder / "grid.npz")
+    if z["values"].size == 0:
+        return None
+    plt = _pyplot()
+    gx, gy, values, clusters = z["grid_x"], z["grid_y"], z["values"], z["clusters"]
+    k = values.shape[2]
+    fig, axes = plt.subplots(1, k + 1, figsize=(4.2 * (k + 1), 4), squeeze=False)
+    inputs = row["_inputs"]
+    pts = load_npz(inputs["features"])["train"] if inputs.get("features") else None
+    for i in range(k):
+        ax = axes[0, i]
+        im = ax.pcolormesh(gx, gy, values[:, :, i], shading="auto", cmap="coolwarm")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+        ax.set_title(f"network output {i + 1}", fontsize=9)
+    ax = axes[0, k]
+    ax.pcolormesh(gx, gy, clusters, shading="auto", cmap="Pastel1")
+    ax.set_title("k-means clusters of the output", fontsize=9)
+    if pts is not None:
+        idx = np.random.default_rng(0).permutation(len(pts))[:1500]
+        for ax in axes[0]:
+            ax.scatter(pts[idx, 0], pts[idx, 1], s=1, c="k", alpha=0.4)
+    fig.suptitle(f"{row['dataset']} / {row['features']}: {row['method']}", fontsize=10)
+    return _save(fig, out / f"grid_{row['dataset']}_{row['features']}_{row['method']}.png")
+
+
+def _training_figures(row: dict[str, Any], out: Path) -> list[Path]:
+    """Figures of a trained method, and its log copied to ``training/`` (DVC's plots)."""
+    folder = _training_dir(row)
+    if folder is None:
+        return []
+    name = f"{row['dataset']}_{row['features']}_{row['method']}.csv"
+    write_bytes(out / "training" / name, (folder / "log.csv").read_bytes())
+    figs = [_plot_curves(row, folder, out)]
+    for plot in (_plot_grid, _plot_anchors):
+        fig = plot(row, folder, out)
+        if fig is not None:
+            figs.append(fig)
+    return figs
+
+
 def run_report(params: dict[str, Any], metrics_files: list[Path], out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -110,7 +223,16 @@ def run_report(params: dict[str, Any], metrics_files: list[Path], out_dir: Path)
     write_text(out_dir / "metrics.md", _markdown(table))
     summary = {
         f"{r['dataset']}/{r['features']}/{r['method']}": {
-            k: r[k] for k in ("grassmann", "orthogonality", "nmi", "acc", "ari", "linear_acc")
+            k: r[k]
+            for k in (
+                "grassmann",
+                "grassmann_matched",
+                "orthogonality",
+                "nmi",
+                "acc",
+                "ari",
+                "linear_acc",
+            )
         }
         for r in rows
     }
@@ -120,11 +242,14 @@ def run_report(params: dict[str, Any], metrics_files: list[Path], out_dir: Path)
         fig = _plot(r, out_dir, params["report"]["max_points"], params["seed"])
         if fig is not None:
             figures.append(fig)
+        figures += _training_figures(r, out_dir)
     lines = [
         "# basis-nmce report",
         "",
         "All metrics on the held-out test split. d_G: squared Grassmann distance to the exact",
-        "eigenvectors of the test split's own graph (same k); d_perp: ||Y^T Y / n - I||_F^2;",
+        "eigenvectors of the test split's own graph (same k, the paper's protocol);",
+        "grassmann_matched: the same against a test graph as dense as a training batch's (k and",
+        "the sigma neighbour scaled by n_test / batch size); d_perp: ||Y^T Y / n - I||_F^2;",
         "NMI / ACC (Hungarian) / ARI of k-means; linear_acc: linear probe (protocol column).",
         "",
         _markdown(table),
