@@ -396,3 +396,21 @@ def test_dense_smallest_subset_matches_full_eigh():
     vals, vecs = dense_smallest(A, 5)
     np.testing.assert_allclose(vals.numpy(), np.linalg.eigvalsh(A)[:5], atol=1e-10)
     np.testing.assert_allclose(vecs.numpy().T @ vecs.numpy(), np.eye(5), atol=1e-10)
+
+
+def test_batch_lanczos_matches_dense_and_declines_disconnected_graphs():
+    from basis_nmce.eigensolvers import normalized_smallest_lanczos
+
+    rng = np.random.default_rng(3)
+    x = torch.as_tensor(rng.normal(size=(512, 8)), dtype=torch.float32)
+    W = batch_affinity(x, n_neighbors=30).numpy()
+    d = W.sum(1)
+    L = np.eye(512) - W / np.sqrt(np.outer(d, d))
+    vals, U = normalized_smallest_lanczos(W, 11)
+    ref_vals, ref_U = dense_smallest(L, 11)
+    np.testing.assert_allclose(vals.numpy(), ref_vals.numpy(), atol=1e-12)
+    assert grassmann(U.numpy(), ref_U.numpy()) < 1e-10
+    # Two components: eigenvalue 0 twice, which one Krylov run cannot resolve -> dense.
+    blocks = np.zeros((512, 512))
+    blocks[:256, :256], blocks[256:, 256:] = W[:256, :256], W[256:, 256:]
+    assert normalized_smallest_lanczos(blocks, 5) is None

@@ -6,7 +6,13 @@ use so that ``import basis_nmce`` (and the command line) stay light.
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+# Before torch / scikit-learn load their OpenMP runtimes: spinning idle OpenMP threads of one
+# runtime starve the other's (a 512-point batch eigensolve went from 22 ms to 145 ms with
+# active waiting on 2 cores; benchmarks/omp_wait_policy.py). Only a default: users can override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 __all__ = ["BASiS", "__version__"]

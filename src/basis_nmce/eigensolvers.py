@@ -94,6 +94,41 @@ def dense_smallest(
     return vals[:k].contiguous(), vecs[:, :k].contiguous()
 
 
+def normalized_smallest_lanczos(
+    W: np.ndarray, k: int, *, seed: int = 0, tol: float = 1e-10
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The ``k`` smallest eigenpairs of ``L_N = I - D^-1/2 W D^-1/2`` for one batch's affinity.
+
+    Lanczos (ARPACK, ``which="LA"``) on the sparse normalised adjacency ``S = D^-1/2 W D^-1/2``,
+    whose largest eigenpairs are L_N's smallest: 4-5 ms for 11 of a 512-node 50-NN batch graph
+    on 2 cores, against 12 ms for LAPACK's MRRR on the dense matrix, equal to 1e-15. Returns None
+    (the caller solves densely) when the graph is disconnected (a repeated eigenvalue 0 that a
+    single Krylov run cannot resolve, see the module docstring) or when the residual or
+    orthonormality check fails.
+    """
+    m = W.shape[0]
+    if not 1 <= k < m - 1:
+        return None
+    Ws = sp.csr_array(W)
+    if connected_components(Ws, directed=False)[0] > 1:
+        return None
+    s = 1.0 / np.sqrt(np.asarray(Ws.sum(axis=1)).ravel())
+    S = sp.csr_array(sp.diags_array(s) @ Ws @ sp.diags_array(s))
+    v0 = np.random.default_rng(seed).standard_normal(m)
+    try:
+        w, U = spla.eigsh(S, k=k, which="LA", tol=tol, v0=v0, ncv=min(m, max(2 * k + 1, 40)))
+    except spla.ArpackError:
+        return None
+    order = np.argsort(-w, kind="stable")
+    vals, U = 1.0 - w[order], U[:, order]
+    residual = np.linalg.norm(U - S @ U - U * vals, axis=0).max()
+    gram = np.abs(U.T @ U - np.eye(k)).max()
+    if not (residual < 1e-6 and gram < 1e-8):
+        log.debug("batch Lanczos rejected: residual %.1e, orthonormality %.1e", residual, gram)
+        return None
+    return torch.from_numpy(np.ascontiguousarray(vals)), torch.from_numpy(np.ascontiguousarray(U))
+
+
 def spectral_bound(L: sp.spmatrix | sp.sparray) -> float:
     """Gershgorin upper bound of the spectrum of a symmetric matrix (max row abs sum)."""
     A = sp.csr_array(L)

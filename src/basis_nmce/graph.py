@@ -37,7 +37,12 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import connected_components
 
-from .eigensolvers import EigensolverError, dense_smallest, sparse_smallest
+from .eigensolvers import (
+    EigensolverError,
+    dense_smallest,
+    normalized_smallest_lanczos,
+    sparse_smallest,
+)
 from .errors import ConfigError, DataError
 
 __all__ = [
@@ -381,10 +386,15 @@ def _check_options(laplacian_kind: str, solver: str, diffusion_time: int | None)
             raise ConfigError(f"graph.diffusion_time: must be >= 0, got {diffusion_time}")
 
 
+#: batches at least this large use Lanczos on the sparse normalised adjacency when connected
+#: (2.5x faster than dense MRRR at 512 nodes); smaller ones, and CUDA, solve densely.
+LANCZOS_MIN_NODES = 256
 NULL_TOL = 1e-8  # eigenvalues of the symmetric operator this close to the smallest are tied
 
 
-def _trivial_first(vals: torch.Tensor, U: torch.Tensor, deg: torch.Tensor, kind: str) -> torch.Tensor:
+def _trivial_first(
+    vals: torch.Tensor, U: torch.Tensor, deg: torch.Tensor, kind: str
+) -> torch.Tensor:
     """Rotate the smallest eigenspace so that its first vector is the trivial one.
 
     The trivial eigenvector is D^1/2 1 for the normalised operators and 1 for D - W. When the
@@ -628,8 +638,10 @@ def batch_spectral_embedding(
     """Exact spectral embedding of one batch (Eq. 3/4/6), on ``x``'s device, without gradient.
 
     Same graph, operator, scale (``sqrt(m)``) and sign as ``spectral_embedding(..., solver=
-    "dense")`` on the same points. Eigen-solve: LAPACK MRRR for the K wanted pairs on CPU
-    (about 11 ms for 512 nodes on 2 cores; ``torch.linalg.eigh`` took 100 ms), ``torch.linalg.eigh``
+    "dense")`` on the same points. Eigen-solve on CPU: for a connected batch of at least
+    ``LANCZOS_MIN_NODES`` nodes with a normalised operator, Lanczos on the sparse normalised
+    adjacency (about 4.5 ms for 11 pairs of 512 nodes on 2 cores), else LAPACK MRRR for the K
+    wanted pairs (12 ms; ``torch.linalg.eigh`` took 100 ms); ``torch.linalg.eigh``
     in float64 on CUDA. Returns ``(embedding (m, K) in dtype, eigenvalues (K,) float64)``.
     Extra keys of a ``graph`` config (``solver``, ``dense_max_nodes``, ...) are accepted and
     ignored.
@@ -659,7 +671,10 @@ def batch_spectral_embedding(
         _check_degrees(deg.cpu().numpy())
         s = deg.rsqrt()
         L = torch.eye(m, dtype=W.dtype, device=W.device) - s[:, None] * W * s[None, :]
-    vals, U = dense_smallest(L, n_eig, device=W.device)
+    solved = None
+    if W.device.type == "cpu" and laplacian != "unnormalized" and m >= LANCZOS_MIN_NODES:
+        solved = normalized_smallest_lanczos(W.numpy(), n_eig)
+    vals, U = solved if solved is not None else dense_smallest(L, n_eig, device=W.device)
     vals, U = vals.to(W.device), U.to(W.device)
     vals, Y = _postprocess(
         vals, U, deg, kind=laplacian, drop_first=drop_first, diffusion_time=diffusion_time
