@@ -439,7 +439,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
             raise NotFittedError("this BASiS instance is not fitted yet; call fit(X) first")
 
     @torch.no_grad()
-    def transform(self, X, chunk_size: int = 65536) -> np.ndarray:
+    def transform(self, X, chunk_size: int = 8192) -> np.ndarray:
         """Embed any number of points (numpy, memory-mapped .npy or tensor), chunk by chunk."""
         self._check_fitted()
         if isinstance(X, str | Path):
