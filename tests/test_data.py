@@ -105,14 +105,16 @@ def test_double_spiral_geometry():
 
 
 def test_three_moons_are_separated_interleaved_arcs():
-    opts = {"n_samples": 900, "noise": 0.0}
+    opts = toys.options("t", {"source": "three_moons", "options": {"n_samples": 900, "noise": 0.0}})
     x, y = toys.generate("three_moons", opts, seed=0)
     assert np.bincount(y).tolist() == [300, 300, 300]
     from scipy.spatial.distance import cdist
 
-    for a in range(3):
-        for b in range(a + 1, 3):
-            assert cdist(x[y == a], x[y == b]).min() > 0.4
+    gap = {(a, b): cdist(x[y == a], x[y == b]).min() for a in range(3) for b in range(a + 1, 3)}
+    assert gap[0, 1] > 0.85 and gap[1, 2] > 0.85  # upper arcs to the lower arc
+    assert gap[0, 2] > 0.45  # the two upper arcs' tips
+    lifted, _ = toys.generate("three_moons", {**opts, "drop": 0.0}, seed=0)
+    assert cdist(lifted[y == 0], lifted[y == 1]).min() == pytest.approx(0.44, abs=0.01)
     # interleaved: the x-ranges of neighbouring moons overlap
     assert x[y == 0, 0].max() > x[y == 1, 0].min() and x[y == 2, 0].min() < x[y == 1, 0].max()
 
