@@ -54,7 +54,7 @@ TINY_CONFIG = {
     "run": {
         "datasets": ["blobs", "moons"],
         "features": ["raw"],
-        "methods": ["analytic", "basis_train"],
+        "methods": ["analytic", "basis_train", "nmce_tcr", "nmce_cluster", "nmce_finetune"],
     },
     "datasets": {
         "blobs": {"source": "npz", "path": "blobs.npz", "graph": {"n_neighbors": 10}},
@@ -63,6 +63,7 @@ TINY_CONFIG = {
             "options": {"n_samples": 900, "noise": 0.05},
             "test_fraction": 0.3,
             "graph": {"n_neighbors": 15, "n_components": 1, "drop_first": True},
+            "nmce": {"joint": True, "finetune": {"steps": 6}},
         },
     },
     "device": "cpu",
@@ -74,6 +75,19 @@ TINY_CONFIG = {
         "lr": 0.001,
         "hidden": [32, 32],
         "checkpoint_every": 20,
+    },
+    # NMCE: a tiny MLP, a few steps per stage (seconds); moons trains jointly (the spiral's way).
+    "nmce": {
+        "network": "mlp",
+        "network_options": {"width": 16, "depth": 2},
+        "feature_dim": 4,
+        "augmentation": {"kind": "noise", "options": {"std": 0.05}},
+        "batch_size": 64,
+        "checkpoint_every": 2,
+        "log_every": 2,
+        "tcr": {"steps": 6},
+        "cluster": {"steps": 4},
+        "finetune": {"steps": 4},
     },
     "evaluate": {"linear_probe_epochs": 50},
     "report": {"max_points": 200},

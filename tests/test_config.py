@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from basis_nmce.config import dataset_section, load_config, validate_config
+from basis_nmce.config import dataset_section, load_config, schema, validate_config
 from basis_nmce.errors import ConfigError
 from basis_nmce.stages.params import STAGES, stage_params, stage_params_json
 
@@ -95,3 +95,88 @@ def test_stage_params_are_stable_and_scoped():
     assert stage_params_json(cfg2, "evaluate", "moons", "raw") != stage_params_json(
         cfg, "evaluate", "moons", "raw"
     )
+
+
+def test_nmce_section_defaults_and_documented_eps():
+    cfg = load_config(ROOT / "config.yaml")
+    nmce = cfg["nmce"]
+    assert nmce["eps"] == 0.1  # the paper's eps (the authors' code's --eps 0.01 is eps^2)
+    assert nmce["tcr"]["optimizer"] == "adam" and nmce["finetune"]["lambda"] is None
+    assert cfg["evaluate"]["nmce"]["subspace_clustering"] in ("ensc", "ssc_omp", "none")
+    eps_doc = schema()["$defs"]["nmce"]["properties"]["eps"]["description"]
+    assert "eps^2" in eps_doc and "eps_from_authors_code" in eps_doc
+
+
+@pytest.mark.parametrize(
+    ("nmce", "key"),
+    [
+        ({"eps": 0}, "nmce.eps"),
+        ({"network": "vgg"}, "nmce.network"),
+        ({"augmentation": {"kind": "mixup"}}, "nmce.augmentation.kind"),
+        ({"tcr": {"optimizer": "rmsprop"}}, "nmce.tcr.optimizer"),
+        ({"tcr": {"stepz": 3}}, "nmce.tcr"),
+        ({"lambda": -1}, "nmce.lambda"),
+        ({"n_clusters": 1}, "nmce.n_clusters"),
+        ({"tcr": {"steps": 0}}, "nmce.tcr.steps"),
+    ],
+)
+def test_invalid_nmce_values_name_the_key(nmce, key):
+    config = {"datasets": {"d": {"source": "digits"}}, "run": {"datasets": ["d"]}, "nmce": nmce}
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate_config(config)
+    # The same mistake in a data set's override names that key.
+    config = {"datasets": {"d": {"source": "digits", "nmce": nmce}}, "run": {"datasets": ["d"]}}
+    with pytest.raises(ConfigError, match=r"datasets\.d\.nmce"):
+        validate_config(config)
+
+
+def test_nmce_overrides_per_dataset():
+    cfg = validate_config(
+        {
+            "nmce": {
+                "network_options": {"width": 64},
+                "augmentation": {"kind": "noise", "options": {"std": 0.1}},
+                "tcr": {"steps": 50, "lr": 0.01},
+            },
+            "datasets": {
+                "a": {"source": "moons", "nmce": {"tcr": {"steps": 5}}},
+                "b": {
+                    "source": "digits",
+                    "nmce": {"network": "cnn_small", "augmentation": {"kind": "grey"}},
+                },
+                "c": {
+                    "source": "digits",
+                    "nmce": {"network": "cnn_small", "network_options": {"pre_feature_dim": 8}},
+                },
+            },
+            "run": {"datasets": ["a", "b", "c"]},
+        }
+    )
+    a, b = dataset_section(cfg, "a", "nmce"), dataset_section(cfg, "b", "nmce")
+    assert dataset_section(cfg, "c", "nmce")["network_options"] == {"pre_feature_dim": 8}
+    assert a["tcr"]["steps"] == 5 and a["tcr"]["lr"] == 0.01  # merged key by key
+    assert a["network_options"] == {"width": 64}
+    # Another network or augmentation kind brings none of the global options.
+    assert b["network_options"] == {} and b["augmentation"] == {"kind": "grey"}
+
+
+def test_nmce_stage_params_are_scoped():
+    cfg = load_config(ROOT / "config.yaml")
+    later = load_config(ROOT / "config.yaml", {"nmce.finetune.steps": 7, "nmce.joint": True})
+    assert stage_params_json(later, "nmce_tcr", "moons", "raw") == stage_params_json(
+        cfg, "nmce_tcr", "moons", "raw"
+    )
+    assert stage_params_json(later, "nmce_finetune", "moons", "raw") != stage_params_json(
+        cfg, "nmce_finetune", "moons", "raw"
+    )
+    # NMCE settings do not rerun the BASiS evaluations, and vice versa.
+    ev = load_config(ROOT / "config.yaml", {"evaluate.nmce.knn_k": 5})
+    assert stage_params_json(ev, "evaluate", "moons", "raw", "analytic") == stage_params_json(
+        cfg, "evaluate", "moons", "raw", "analytic"
+    )
+    assert stage_params_json(ev, "evaluate", "moons", "raw", "nmce_tcr") != stage_params_json(
+        cfg, "evaluate", "moons", "raw", "nmce_tcr"
+    )
+    tcr = stage_params(cfg, "features", "moons", "tcr")["nmce"]["tcr"]
+    assert tcr == cfg["nmce"]["tcr"]
+    assert "nmce" not in stage_params(cfg, "features", "moons", "raw")

@@ -59,7 +59,9 @@ def _params(args: argparse.Namespace, stage: str) -> dict[str, Any]:
         raise ConfigError(
             f"--dataset {dataset!r}: not declared under `datasets:` (declared: {known})"
         )
-    return stage_params(cfg, stage, dataset, getattr(args, "kind", None))
+    return stage_params(
+        cfg, stage, dataset, getattr(args, "kind", None), getattr(args, "method", None)
+    )
 
 
 def _limit_threads(threads: int | None) -> None:
@@ -132,12 +134,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, default=None, help="resume from / save to this file")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
 
+    for stage, what in (
+        ("nmce_tcr", "NMCE stage 1: TCR features from a fresh network"),
+        ("nmce_cluster", "NMCE stage 2: cluster head on stage 1's frozen backbone"),
+        ("nmce_finetune", "NMCE stage 3: fine-tune stage 2's model (or joint training)"),
+    ):
+        p = sub.add_parser(stage, help=what)
+        _add_common(p)
+        p.add_argument("--dataset", required=True)
+        p.add_argument("--features", type=Path, default=None, help="features.npz (network mlp)")
+        p.add_argument("--prepared", required=True, type=Path)
+        if stage != "nmce_tcr":
+            p.add_argument(
+                "--model",
+                type=Path,
+                default=None,
+                help="the previous stage's model.pt (not read by nmce_finetune with nmce.joint)",
+            )
+        p.add_argument("--out", required=True, type=Path, help="embedding.npz")
+        p.add_argument("--checkpoint", type=Path, default=None, help="resume from / save to")
+
     p = sub.add_parser("evaluate", help="score an embedding -> metrics.json")
     _add_common(p)
     p.add_argument("--dataset", required=True)
     p.add_argument("--method", required=True)
     p.add_argument("--embedding", required=True, type=Path)
-    p.add_argument("--reference", required=True, type=Path, help="analytic embedding.npz")
+    p.add_argument(
+        "--reference", type=Path, default=None, help="analytic embedding.npz (not for nmce_*)"
+    )
     p.add_argument("--prepared", required=True, type=Path)
     p.add_argument("--features", type=Path, default=None, help="features.npz (for 2-D plots)")
     p.add_argument("--out", required=True, type=Path, help="metrics.json")
@@ -194,6 +218,15 @@ def run(args: argparse.Namespace) -> Any:
             checkpoint=args.checkpoint,
             verbose=args.progress,
         )
+    if args.stage == "nmce_tcr":
+        from .stages.nmce import run_nmce_tcr
+
+        return run_nmce_tcr(params, args.features, args.prepared, args.out, args.checkpoint)
+    if args.stage in ("nmce_cluster", "nmce_finetune"):
+        from .stages import nmce
+
+        fn = nmce.run_nmce_cluster if args.stage == "nmce_cluster" else nmce.run_nmce_finetune
+        return fn(params, args.features, args.prepared, args.model, args.out, args.checkpoint)
     if args.stage == "evaluate":
         from .stages.evaluate import run_evaluate
 

@@ -2,8 +2,8 @@
 
 The Snakefile, the CLI and DVC's params all read the same ``config.yaml``; this module
 validates it against ``schemas/config.schema.yaml``, fills the documented defaults, and
-resolves each data set's effective ``graph`` / ``features`` sections (global values
-overridden by ``datasets.<name>.graph`` / ``.features``).
+resolves each data set's effective ``graph`` / ``features`` / ``basis`` / ``nmce`` sections
+(global values overridden by ``datasets.<name>.graph`` / ``.features`` / ...).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import yaml
 
 from .errors import ConfigError
 
-OVERRIDABLE_SECTIONS = ("graph", "features", "basis")
+OVERRIDABLE_SECTIONS = ("graph", "features", "basis", "nmce")
 
 
 @cache
@@ -107,6 +107,12 @@ def validate_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
                 f"datasets.{name}.graph.sigma_neighbor: {graph['sigma_neighbor']} exceeds "
                 f"n_neighbors {graph['n_neighbors']}; sigma is read off the kNN distances"
             )
+        nmce = dataset_section(cfg, name, "nmce")
+        for stage in ("tcr", "cluster"):
+            if nmce[stage]["steps"] < 1:
+                raise ConfigError(
+                    f"datasets.{name}.nmce.{stage}.steps: must be >= 1 (only finetune may be 0)"
+                )
     return cfg
 
 
@@ -188,9 +194,30 @@ def dataset_section(cfg: Mapping[str, Any], dataset: str, section: str) -> dict[
     if dataset not in cfg["datasets"]:
         raise ConfigError(f"datasets.{dataset}: unknown data set; declare it under `datasets:`")
     merged = copy.deepcopy(dict(cfg[section]))
-    for key, value in (cfg["datasets"][dataset].get(section) or {}).items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+    override = cfg["datasets"][dataset].get(section) or {}
+    for key, value in override.items():
+        if _replaces(section, key, value, cfg[section], override):
+            merged[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}
         else:
             merged[key] = copy.deepcopy(value)
+    if section == "nmce" and "network" in override and "network_options" not in override:
+        if override["network"] != cfg[section].get("network"):
+            merged["network_options"] = {}
     return merged
+
+
+def _replaces(
+    section: str, key: str, value: Any, glob: Mapping[str, Any], override: Mapping[str, Any]
+) -> bool:
+    """Whether an override replaces a nested mapping of the global section ``glob`` instead of
+    merging into it: another augmentation kind or another network brings none of the global
+    section's options."""
+    if section != "nmce":
+        return False
+    if key == "augmentation" and isinstance(value, dict):
+        return value.get("kind", glob[key].get("kind")) != glob[key].get("kind")
+    if key == "network_options":
+        return override.get("network", glob.get("network")) != glob.get("network")
+    return False

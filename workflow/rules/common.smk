@@ -1,9 +1,11 @@
 # Config validation (the library's schema, same as the CLI) and path helpers.
 import json
+import shlex
 from pathlib import Path
 
 from basis_nmce.config import validate_config
-from basis_nmce.stages.params import stage_params_json
+from basis_nmce.config import dataset_section
+from basis_nmce.stages.params import NMCE_METHODS, stage_params_json
 
 _validated = validate_config(config)
 config.clear()
@@ -28,8 +30,18 @@ wildcard_constraints:
 def params_for(stage):
     """The stage's slice of the config, as JSON: Snakemake reruns a job when it changes."""
     return lambda w: stage_params_json(
-        config, stage, getattr(w, "dataset", None), getattr(w, "kind", None)
+        config,
+        stage,
+        getattr(w, "dataset", None),
+        getattr(w, "kind", None),
+        getattr(w, "method", None),
     )
+
+
+def _arg(flag, paths):
+    """`--flag path` for an optional input (empty when the input function gave none)."""
+    paths = [paths] if isinstance(paths, str) else paths
+    return " ".join(f"{flag} {shlex.quote(str(p))}" for p in paths)
 
 
 def user_files(w):
@@ -59,16 +71,56 @@ def method_embedding(w):
     return f"{RES}/{w.method}/{w.dataset}/{w.kind}/embedding.npz"
 
 
-def training_logs():
-    """What the report draws besides the metrics: BASiS training curves, anchors, value grid."""
-    if "basis_train" not in METHODS:
+def nmce_setting(w, key):
+    return dataset_section(config, w.dataset, "nmce")[key]
+
+
+def nmce_features(w):
+    """NMCE reads the kind's features for vector data (network mlp), the images otherwise."""
+    if nmce_setting(w, "network") != "mlp":
         return []
-    return expand(
-        f"{RES}/basis_train/{{dataset}}/{{kind}}/{{name}}",
-        dataset=DATASETS,
-        kind=KINDS,
-        name=["log.csv", "anchors.npz", "grid.npz"],
-    )
+    return [f"{RES}/features/{w.dataset}/{w.kind}/features.npz"]
+
+
+def nmce_finetune_model(w):
+    """Stage 2's model, unless nmce.joint trains the full objective from scratch."""
+    if nmce_setting(w, "joint"):
+        return []
+    return [f"{RES}/nmce_cluster/{w.dataset}/{w.kind}/model.pt"]
+
+
+def evaluate_inputs(w):
+    """An NMCE method is scored with its model (augmented copies); the others against the
+    exact eigenvectors (analytic)."""
+    inputs = {
+        "embedding": method_embedding(w),
+        "prepared": f"{DATA}/prepared/{w.dataset}.npz",
+        "features": f"{RES}/features/{w.dataset}/{w.kind}/features.npz",
+    }
+    if w.method in NMCE_METHODS:
+        inputs["model"] = f"{RES}/{w.method}/{w.dataset}/{w.kind}/model.pt"
+        inputs["features"] = nmce_features(w)
+    else:
+        inputs["reference"] = f"{RES}/analytic/{w.dataset}/{w.kind}/embedding.npz"
+    return inputs
+
+
+def training_logs():
+    """What the report draws besides the metrics: training curves of every trained method
+    (BASiS also its anchors and value grid)."""
+    files = []
+    if "basis_train" in METHODS:
+        files += expand(
+            f"{RES}/basis_train/{{dataset}}/{{kind}}/{{name}}",
+            dataset=DATASETS,
+            kind=KINDS,
+            name=["log.csv", "anchors.npz", "grid.npz"],
+        )
+    for method in (m for m in METHODS if m in NMCE_METHODS):
+        files += expand(
+            f"{RES}/{method}/{{dataset}}/{{kind}}/log.csv", dataset=DATASETS, kind=KINDS
+        )
+    return files
 
 
 def all_metrics():

@@ -1,12 +1,11 @@
-# evaluate(dataset, kind, method): the papers' metrics on the held-out split.
+# evaluate(dataset, kind, method): the papers' metrics on the held-out split. BASiS methods
+# are scored against the exact eigenvectors (analytic); NMCE methods by their cluster head,
+# feature classifiers and subspace clustering (their model for augmented copies).
 
 
 rule evaluate:
     input:
-        embedding=method_embedding,
-        reference=f"{RES}/analytic/{{dataset}}/{{kind}}/embedding.npz",
-        prepared=f"{DATA}/prepared/{{dataset}}.npz",
-        features=f"{RES}/features/{{dataset}}/{{kind}}/features.npz",
+        unpack(evaluate_inputs),
     output:
         metrics=f"{RES}/evaluate/{{dataset}}/{{kind}}/{{method}}/metrics.json",
         predictions=f"{RES}/evaluate/{{dataset}}/{{kind}}/{{method}}/predictions.npz",
@@ -15,8 +14,10 @@ rule evaluate:
     threads: config["threads"]
     params:
         p=params_for("evaluate"),
+        reference=lambda w, input: _arg("--reference", getattr(input, "reference", [])),
+        features=lambda w, input: _arg("--features", input.features),
     shell:
         "basis-nmce evaluate --params {params.p:q} --dataset {wildcards.dataset:q}"
-        " --method {wildcards.method} --embedding {input.embedding:q}"
-        " --reference {input.reference:q} --prepared {input.prepared:q}"
-        " --features {input.features:q} --out {output.metrics:q} --threads {threads} 2> {log:q}"
+        " --method {wildcards.method} --embedding {input.embedding:q} {params.reference}"
+        " --prepared {input.prepared:q} {params.features} --out {output.metrics:q}"
+        " --threads {threads} 2> {log:q}"

@@ -12,6 +12,10 @@ A method trained on batches of m points learns the eigenvectors of a graph linki
 to k of m; the test split's graph with the same k is far sparser. Beside the paper's same-k
 d_G, methods that record a batch size also get ``grassmann_matched``: the distance to the exact
 eigenvectors of the test graph with k and the sigma neighbour scaled by n_test / m (SEEDS.md).
+
+The NMCE methods (``nmce_tcr``, ``nmce_cluster``, ``nmce_finetune``) are scored by
+:func:`basis_nmce.stages.nmce.run_evaluate_nmce` instead (cluster head, kNN / SVM /
+nearest-subspace accuracies, subspace clustering; test split); they need no reference.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .. import data
+from ..errors import ConfigError
 from ..graph import spectral_embedding
 from ..io import load_npz, read_json, save_npz, write_json
 from ..metrics import (
@@ -32,6 +37,7 @@ from ..metrics import (
     linear_probe_accuracy,
     orthogonality,
 )
+from .params import NMCE_METHODS
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +96,18 @@ def run_evaluate(
     params: dict[str, Any],
     method: str,
     embedding: Path,
-    reference: Path,
+    reference: Path | None,
     prepared: Path,
     out: Path,
     features: Path | None = None,
 ) -> dict[str, Any]:
     """Write ``out`` (metrics.json) and, beside it, ``predictions.npz`` (k-means clusters)."""
+    if method in NMCE_METHODS:
+        from .nmce import run_evaluate_nmce
+
+        return run_evaluate_nmce(params, method, embedding, prepared, out, features)
+    if reference is None:
+        raise ConfigError(f"evaluate {method}: needs --reference (the analytic embedding.npz)")
     emb = load_npz(embedding)
     ref = load_npz(reference)
     ds = data.load_prepared(prepared)

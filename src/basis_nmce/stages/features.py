@@ -1,4 +1,10 @@
-"""Stage ``features``: prepared data -> ``features.npz`` (``train``, ``test`` float32)."""
+"""Stage ``features``: prepared data -> ``features.npz`` (``train``, ``test`` float32).
+
+Kind ``raw``: flattened, scaled inputs (optional PCA). Kind ``tcr``: features learnt by NMCE's
+stage 1 (TCR, the ``nmce`` section's network, augmentation and ``tcr`` settings) on the train
+split, so the spectral methods can run on them; vector data start from the ``raw`` features,
+image networks from the images.
+"""
 
 from __future__ import annotations
 
@@ -20,13 +26,20 @@ def run_features(params: dict[str, Any], prepared: Path, out: Path) -> Path:
         raise ConfigError(f"run.features: unknown kind {kind!r}; kinds: {', '.join(FEATURE_KINDS)}")
     ds = data.load_prepared(prepared)
     opts = params["features"]
-    train, test = raw_features(
-        ds.x_train,
-        ds.x_test,
-        scale=opts.get("scale", "standard"),
-        pca=opts.get("pca"),
-        seed=params["seed"],
-    )
+    extra: dict[str, Any] = {}
+    if kind != "tcr" or params["nmce"]["network"] == "mlp":
+        train, test = raw_features(
+            ds.x_train,
+            ds.x_test,
+            scale=opts.get("scale", "standard"),
+            pca=opts.get("pca"),
+            seed=params["seed"],
+        )
+    if kind == "tcr":
+        from .nmce import tcr_features
+
+        vectors = {"train": train, "test": test} if params["nmce"]["network"] == "mlp" else None
+        train, test, extra["tcr"] = tcr_features(params, ds, vectors)
     out = Path(out)
     save_npz(out, train=train, test=test)
     write_json(
@@ -37,6 +50,7 @@ def run_features(params: dict[str, Any], prepared: Path, out: Path) -> Path:
             "dim": train.shape[1],
             "n_train": len(train),
             "n_test": len(test),
+            **extra,
         },
     )
     log.info("features %s: train %s, test %s", kind, train.shape, test.shape)

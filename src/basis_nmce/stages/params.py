@@ -19,25 +19,57 @@ STAGES = (
     "analytic",
     "basis_reference",
     "basis_train",
+    "nmce_tcr",
+    "nmce_cluster",
+    "nmce_finetune",
     "evaluate",
     "report",
 )
 # The basis keys the reference depends on; the rest only matter to training.
 REFERENCE_KEYS = ("batch_size", "anchor_strategy", "anchors_per_cluster", "n_anchors")
+NMCE_METHODS = ("nmce_tcr", "nmce_cluster", "nmce_finetune")
+# The nmce keys each NMCE stage depends on (a later stage also depends on its input model).
+NMCE_LATER_KEYS = {
+    "nmce_tcr": ("cluster", "finetune", "joint", "reset_feature_head"),
+    "nmce_cluster": ("finetune", "joint"),
+    "nmce_finetune": (),
+}
+# What evaluating an NMCE method reads of the nmce section.
+NMCE_EVALUATE_KEYS = ("n_clusters", "augmentation", "embed_batch")
+
+
+def nmce_params(cfg: Mapping[str, Any], dataset: str, stage: str) -> dict[str, Any]:
+    """The ``nmce`` keys ``stage`` (an NMCE stage, or ``features`` for kind tcr) depends on."""
+    nmce = dataset_section(cfg, dataset, "nmce")
+    drop = NMCE_LATER_KEYS["nmce_tcr" if stage == "features" else stage]
+    return {k: v for k, v in nmce.items() if k not in drop}
 
 
 def stage_params(
-    cfg: Mapping[str, Any], stage: str, dataset: str | None = None, kind: str | None = None
+    cfg: Mapping[str, Any],
+    stage: str,
+    dataset: str | None = None,
+    kind: str | None = None,
+    method: str | None = None,
 ) -> dict[str, Any]:
-    """Return the keys of ``cfg`` that ``stage`` (for ``dataset`` / feature ``kind``) depends on."""
+    """Return the keys of ``cfg`` that ``stage`` (for ``dataset`` / feature ``kind`` /
+    evaluated ``method``) depends on."""
     common = {"seed": cfg["seed"]}
     if stage in ("fetch", "prepare"):
         spec = dict(cfg["datasets"][dataset])
-        spec.pop("graph", None)
-        spec.pop("features", None)
+        for section in ("graph", "features", "basis", "nmce"):
+            spec.pop(section, None)  # method settings never rerun fetch / prepare
         return {**common, "dataset": spec}
     if stage == "features":
         feats = dataset_section(cfg, dataset, "features")
+        if kind == "tcr":  # TCR training; vector inputs start from the raw features
+            return {
+                **common,
+                "kind": kind,
+                "features": feats.get("raw", {}),
+                "device": cfg["device"],
+                "nmce": nmce_params(cfg, dataset, "features"),
+            }
         return {**common, "kind": kind, "features": feats.get(kind, {})}
     if stage == "analytic":
         return {**common, "device": cfg["device"], "graph": dataset_section(cfg, dataset, "graph")}
@@ -51,21 +83,32 @@ def stage_params(
             "graph": dataset_section(cfg, dataset, "graph"),
             "basis": basis,
         }
+    if stage in NMCE_METHODS:
+        return {**common, "device": cfg["device"], "nmce": nmce_params(cfg, dataset, stage)}
     if stage == "evaluate":
-        return {
-            **common,
-            "evaluate": dict(cfg["evaluate"]),
-            "graph": dataset_section(cfg, dataset, "graph"),
-        }
+        if method in NMCE_METHODS:
+            nmce = dataset_section(cfg, dataset, "nmce")
+            return {
+                **common,
+                "device": cfg["device"],
+                "evaluate": {"nmce": dict(cfg["evaluate"]["nmce"])},
+                "nmce": {k: nmce[k] for k in NMCE_EVALUATE_KEYS},
+            }
+        ev = {k: v for k, v in cfg["evaluate"].items() if k != "nmce"}
+        return {**common, "evaluate": ev, "graph": dataset_section(cfg, dataset, "graph")}
     if stage == "report":
         return {**common, "report": dict(cfg["report"])}
     raise KeyError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
 
 
 def stage_params_json(
-    cfg: Mapping[str, Any], stage: str, dataset: str | None = None, kind: str | None = None
+    cfg: Mapping[str, Any],
+    stage: str,
+    dataset: str | None = None,
+    kind: str | None = None,
+    method: str | None = None,
 ) -> str:
     """:func:`stage_params` as compact, key-sorted JSON (stable for Snakemake's params trigger)."""
     return json.dumps(
-        stage_params(cfg, stage, dataset, kind), sort_keys=True, separators=(",", ":")
+        stage_params(cfg, stage, dataset, kind, method), sort_keys=True, separators=(",", ":")
     )

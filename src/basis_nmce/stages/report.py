@@ -28,7 +28,34 @@ TABLE_COLUMNS = [
     "ari",
     "linear_acc",
     "linear_protocol",
+    "knn_acc",
+    "svm_acc",
+    "nearsub_acc",
+    "sc_acc",
+    "sc_nmi",
 ]
+# Scores in metrics.json (what `dvc metrics` shows); NMCE methods add the feature classifiers
+# and the subspace clustering, and lack the BASiS-only ones.
+SUMMARY_KEYS = (
+    "grassmann",
+    "grassmann_matched",
+    "orthogonality",
+    "nmi",
+    "acc",
+    "ari",
+    "linear_acc",
+    "knn_acc",
+    "svm_acc",
+    "nearsub_acc",
+    "knn_acc_aug",
+    "svm_acc_aug",
+    "nearsub_acc_aug",
+    "sc_acc",
+    "sc_nmi",
+    "sc_ari",
+)
+# Columns of a training log drawn as curves: BASiS's, else NMCE's.
+CURVES = (("loss", "inlier_ratio", "residual"), ("loss", "effective_rank", "similarity"))
 
 
 def _row(path: Path) -> dict[str, Any]:
@@ -36,6 +63,7 @@ def _row(path: Path) -> dict[str, Any]:
     # results/evaluate/{dataset}/{features}/{method}/metrics.json
     method_dir = path.parent
     row = {k: m.get(k) for k in TABLE_COLUMNS}
+    row["_summary"] = {k: m[k] for k in SUMMARY_KEYS if k in m}
     row["dataset"] = m.get("dataset") or method_dir.parent.parent.name
     row["features"] = method_dir.parent.name
     row["method"] = m.get("method") or method_dir.name
@@ -126,18 +154,25 @@ def _training_dir(row: dict[str, Any]) -> Path | None:
     return folder if (folder / "log.csv").exists() else None
 
 
-def _plot_curves(row: dict[str, Any], folder: Path, out: Path) -> Path:
-    """Training curves: loss, RANSAC inlier ratio and residual per step."""
+def _plot_curves(row: dict[str, Any], folder: Path, out: Path) -> Path | None:
+    """Training curves: BASiS's loss, RANSAC inlier ratio and residual per step; NMCE's loss,
+    effective rank of the features and view similarity per logged step."""
     plt = _pyplot()
     log_df = pd.read_csv(folder / "log.csv")
+    if log_df.empty:  # e.g. nmce_finetune with 0 steps
+        return None
+    cols = next(c for c in CURVES if all(k in log_df.columns for k in c[1:]))
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-    for ax, col, scale in zip(
-        axes, ("loss", "inlier_ratio", "residual"), ("log", "linear", "log"), strict=True
-    ):
+    for ax, col in zip(axes, cols, strict=True):
+        values = log_df[col].dropna()
+        if values.empty:
+            ax.set_axis_off()
+            continue
         ax.plot(log_df["step"], log_df[col], lw=0.6)
         if len(log_df) >= 20:
             ax.plot(log_df["step"], log_df[col].rolling(20).median(), lw=1.5, color="k")
-        ax.set_yscale(scale)
+        positive = bool((values > 0).all())
+        ax.set_yscale("log" if positive and col in ("loss", "residual") else "linear")
         ax.set_xlabel("iteration")
         ax.set_title(col.replace("_", " "), fontsize=9)
     fig.suptitle(f"{row['method']} training: {row['dataset']} / {row['features']}", fontsize=10)
@@ -204,8 +239,14 @@ def _training_figures(row: dict[str, Any], out: Path) -> list[Path]:
         return []
     name = f"{row['dataset']}_{row['features']}_{row['method']}.csv"
     write_bytes(out / "training" / name, (folder / "log.csv").read_bytes())
-    figs = [_plot_curves(row, folder, out)]
-    for plot in (_plot_grid, _plot_anchors):
+    figs = []
+    for plot, needs in (
+        (_plot_curves, "log.csv"),
+        (_plot_grid, "grid.npz"),
+        (_plot_anchors, "anchors.npz"),
+    ):
+        if not (folder / needs).exists():  # NMCE stages write no grid or anchors
+            continue
         fig = plot(row, folder, out)
         if fig is not None:
             figs.append(fig)
@@ -221,21 +262,7 @@ def run_report(params: dict[str, Any], metrics_files: list[Path], out_dir: Path)
     with atomic_path(out_dir / "metrics.csv") as tmp:
         table.to_csv(tmp, index=False)
     write_text(out_dir / "metrics.md", _markdown(table))
-    summary = {
-        f"{r['dataset']}/{r['features']}/{r['method']}": {
-            k: r[k]
-            for k in (
-                "grassmann",
-                "grassmann_matched",
-                "orthogonality",
-                "nmi",
-                "acc",
-                "ari",
-                "linear_acc",
-            )
-        }
-        for r in rows
-    }
+    summary = {f"{r['dataset']}/{r['features']}/{r['method']}": r["_summary"] for r in rows}
     write_json(out_dir / "metrics.json", summary)
     figures = []
     for r in rows:
@@ -251,6 +278,8 @@ def run_report(params: dict[str, Any], metrics_files: list[Path], out_dir: Path)
         "grassmann_matched: the same against a test graph as dense as a training batch's (k and",
         "the sigma neighbour scaled by n_test / batch size); d_perp: ||Y^T Y / n - I||_F^2;",
         "NMI / ACC (Hungarian) / ARI of k-means; linear_acc: linear probe (protocol column).",
+        "NMCE methods (nmce_*): NMI / ACC / ARI of the cluster head (nmce_tcr: of the subspace",
+        "clustering, sc_*); knn / svm / nearsub: classifiers of the features fitted on train.",
         "",
         _markdown(table),
         "## Figures",

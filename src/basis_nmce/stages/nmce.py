@@ -1,0 +1,501 @@
+"""Stages ``nmce_tcr``, ``nmce_cluster``, ``nmce_finetune`` and the NMCE scores (NMCE Sec. 3-4).
+
+Each stage is one call of the :mod:`basis_nmce.nmce` library on the train split:
+
+* ``nmce_tcr`` - stage 1, Total Coding Rate (Eq. 5) from a fresh network;
+* ``nmce_cluster`` - stage 2 from stage 1's model: backbone frozen, fresh heads, NMCE (Eq. 4);
+* ``nmce_finetune`` - stage 3 from stage 2's model, every parameter (0 steps keeps stage 2's
+  model); with ``nmce.joint`` it trains the full objective from a fresh network instead and
+  reads no earlier stage (the double spiral, Sec. 4.1).
+
+Every stage writes, in its output folder: ``embedding.npz`` (``train`` / ``test`` features, and
+``clusters_train`` / ``clusters_test`` from the cluster head after stages 2-3) with
+``embedding.json``, ``model.pt`` + ``model.json`` (:func:`~basis_nmce.nmce.load_network`) and
+``log.csv`` (the logged training steps). So each stage is also a method the ``evaluate`` stage
+can score (:func:`run_evaluate_nmce`). Inputs: vector data (network ``mlp``) are the
+``features`` of the rule's kind; image networks take the prepared images scaled to [0, 1].
+
+Checkpoints: with ``checkpoint`` set the library writes its full state every
+``checkpoint_every`` steps and a rerun resumes it. A JSON sidecar records what the checkpoint
+was started from (the stage's settings, the input model's hash, the data's shape); a checkpoint
+from other settings or another input model is discarded with a warning, never resumed. The
+checkpoint is removed once the stage's outputs exist.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import data
+from ..augment import make_augmenter
+from ..errors import ConfigError
+from ..io import atomic_path, load_npz, read_json, save_npz, sha256_file, write_json
+from ..metrics import (
+    clustering_scores,
+    knn_accuracy,
+    nearest_subspace_accuracy,
+    svm_accuracy,
+)
+from ..models import resolve_device
+from ..nmce import (
+    NMCENet,
+    TrainConfig,
+    build_network,
+    embed,
+    load_network,
+    predict_clusters,
+    save_network,
+    train_cluster,
+    train_finetune,
+    train_joint,
+    train_tcr,
+)
+
+log = logging.getLogger(__name__)
+
+STAGE_KEY = {"nmce_tcr": "tcr", "nmce_cluster": "cluster", "nmce_finetune": "finetune"}
+LOG_FIELDS = (
+    "step",
+    "loss",
+    "lr",
+    "effective_rank",
+    "R",
+    "Rc",
+    "delta_R",
+    "similarity",
+    "marginal_entropy",
+    "max_cluster_fraction",
+)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def resolve_n_clusters(nmce: dict[str, Any], ds: data.Dataset) -> int:
+    """``nmce.n_clusters``, else the data set's declared class count (never read off labels)."""
+    if nmce.get("n_clusters") is not None:
+        return int(nmce["n_clusters"])
+    if ds.n_classes:
+        return int(ds.n_classes)
+    raise ConfigError(
+        f"nmce.n_clusters: data set {ds.name!r} declares no classes; set nmce.n_clusters"
+    )
+
+
+def train_config(nmce: dict[str, Any], stage: str, seed: int, device: str) -> TrainConfig:
+    """The library's :class:`TrainConfig` for ``stage`` (tcr, cluster, finetune) of ``nmce``."""
+    st = nmce[stage]
+    return TrainConfig(
+        steps=int(st["steps"]),
+        batch_size=int(nmce["batch_size"]),
+        lr=float(st["lr"]),
+        weight_decay=float(st["weight_decay"]),
+        optimizer=st["optimizer"],
+        momentum=float(st["momentum"]),
+        base_batch_size=st["base_batch_size"],
+        schedule=st["schedule"],
+        warmup_steps=int(st["warmup_steps"]),
+        final_lr_factor=float(st["final_lr_factor"]),
+        eps=float(nmce["eps"]),
+        lam=float(nmce["lambda"] if st["lambda"] is None else st["lambda"]),
+        tau=float(nmce["tau"]),
+        tcr_mode=nmce["tcr_mode"],
+        cluster_lr=st["cluster_lr"],
+        cluster_weight_decay=st["cluster_weight_decay"],
+        reset_feature_head=bool(nmce.get("reset_feature_head", True)),
+        grad_clip=st["grad_clip"],
+        seed=int(seed),
+        device=str(resolve_device(device)),
+        log_every=int(nmce["log_every"]),
+        checkpoint_every=int(nmce["checkpoint_every"]),
+        collapse_patience=nmce["collapse_patience"],
+    )
+
+
+def augmenter_from(nmce: dict[str, Any]):
+    aug = nmce["augmentation"]
+    return make_augmenter(aug.get("kind", "noise"), **(aug.get("options") or {}))
+
+
+def images_to_tensor(x: np.ndarray) -> torch.Tensor:
+    """Prepared images ``(n, H, W)`` / ``(n, H, W, C)`` -> float32 ``(n, C, H, W)`` in [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    t = t.unsqueeze(1) if t.dim() == 3 else t.permute(0, 3, 1, 2)
+    t = t.to(torch.float32)
+    return t / 255.0 if x.dtype == np.uint8 else t
+
+
+def network_inputs(
+    network: str, ds: data.Dataset, vectors: dict[str, np.ndarray] | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, test) inputs of ``network``: the given vectors for ``mlp``, else the images."""
+    if network == "mlp":
+        if vectors is None:
+            raise ConfigError("nmce.network mlp reads the features of the rule's kind; none given")
+        return (
+            torch.from_numpy(np.ascontiguousarray(vectors["train"], dtype=np.float32)),
+            torch.from_numpy(np.ascontiguousarray(vectors["test"], dtype=np.float32)),
+        )
+    if not ds.is_image:
+        raise ConfigError(
+            f"nmce.network {network!r} needs images, but data set {ds.name!r} holds vectors; "
+            "use network mlp"
+        )
+    return images_to_tensor(ds.x_train), images_to_tensor(ds.x_test)
+
+
+def new_network(nmce: dict[str, Any], in_shape, n_clusters: int, seed: int) -> NMCENet:
+    try:
+        return build_network(
+            nmce["network"],
+            tuple(in_shape),
+            int(nmce["feature_dim"]),
+            n_clusters,
+            seed=seed,
+            **(nmce.get("network_options") or {}),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"nmce.network: {exc}") from exc
+
+
+def write_log(path: Path, history: list[dict[str, Any]]) -> None:
+    """The logged steps as CSV (``max_cluster_fraction`` from the cluster fractions)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for rec in history:
+            row = dict(rec)
+            if "cluster_fractions" in rec:
+                row["max_cluster_fraction"] = max(rec["cluster_fractions"])
+            w.writerow(row)
+
+
+def _checkpoint_guard(checkpoint: Path | None, key: str) -> None:
+    """Discard a checkpoint started from other settings or inputs; record what this one is."""
+    if checkpoint is None:
+        return
+    checkpoint = Path(checkpoint)
+    side = checkpoint.with_suffix(".json")
+    if checkpoint.exists():
+        old = read_json(side).get("key") if side.exists() else None
+        if old != key:
+            log.warning("%s: written with other settings or inputs, starting afresh", checkpoint)
+            checkpoint.unlink()
+    else:
+        log.info("no checkpoint at %s: starting from step 0", checkpoint)
+    write_json(side, {"key": key})
+
+
+def _run_key(params: dict[str, Any], model_in: Path | None, x: torch.Tensor) -> str:
+    """What a checkpoint must match: settings (but how often to save), input model, data shape."""
+    settings = {
+        **params,
+        "nmce": {k: v for k, v in params["nmce"].items() if k != "checkpoint_every"},
+    }
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    h.update(sha256_file(model_in).encode() if model_in is not None else b"fresh")
+    h.update(repr((tuple(x.shape), str(x.dtype))).encode())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- training stages
+
+
+def tcr_features(
+    params: dict[str, Any], ds: data.Dataset, vectors: dict[str, np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Features kind ``tcr``: train stage 1 (Eq. 5) on the train split, embed both splits."""
+    nmce = params["nmce"]
+    x_tr, x_te = network_inputs(nmce["network"], ds, vectors)
+    model = new_network(nmce, x_tr.shape[1:], resolve_n_clusters(nmce, ds), params["seed"])
+    cfg = train_config(nmce, "tcr", params["seed"], params["device"])
+    res = train_tcr(model, x_tr, augmenter_from(nmce), cfg)
+    batch = int(nmce["embed_batch"])
+    z_tr, z_te = embed(model, x_tr, batch).numpy(), embed(model, x_te, batch).numpy()
+    info = {"network": nmce["network"], "steps": res.steps, "seconds": res.seconds}
+    return z_tr, z_te, info
+
+
+def _train(
+    method: str,
+    params: dict[str, Any],
+    features: Path | None,
+    prepared: Path,
+    out: Path,
+    model_in: Path | None,
+    checkpoint: Path | None,
+) -> Path:
+    nmce = params["nmce"]
+    seed = int(params["seed"])
+    stage = STAGE_KEY[method]
+    joint = method == "nmce_finetune" and bool(nmce.get("joint"))
+    ds = data.load_prepared(prepared)
+    vectors = load_npz(features) if features is not None and nmce["network"] == "mlp" else None
+    x_tr, x_te = network_inputs(nmce["network"], ds, vectors)
+    n_clusters = resolve_n_clusters(nmce, ds)
+    if joint and int(nmce["finetune"]["steps"]) < 1:
+        raise ConfigError("nmce.joint trains in nmce_finetune: nmce.finetune.steps must be >= 1")
+    if method == "nmce_tcr" or joint:
+        if model_in is not None and joint:
+            log.info("nmce.joint: %s is not used, training from a fresh network", model_in)
+        model_in = None
+        model = new_network(nmce, x_tr.shape[1:], n_clusters, seed)
+    else:
+        if model_in is None:
+            raise ConfigError(f"{method} starts from the previous stage's model: pass --model")
+        model, _ = load_network(model_in)
+    out = Path(out)
+    folder = out.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    steps = int(nmce[stage]["steps"])
+    t0 = time.perf_counter()
+    history: list[dict[str, Any]] = []
+    resumed, train_seconds = 0, 0.0
+    if steps > 0:
+        cfg = train_config(nmce, stage, seed, params["device"])
+        _checkpoint_guard(checkpoint, _run_key(params, model_in, x_tr))
+        fn = {"tcr": train_tcr, "cluster": train_cluster, "finetune": train_finetune}[stage]
+        if joint:
+            fn = train_joint
+        res = fn(model, x_tr, augmenter_from(nmce), cfg, checkpoint=checkpoint)
+        history, resumed, train_seconds = res.history, res.resumed_at, res.seconds
+    model.eval()
+    wall = time.perf_counter() - t0
+    batch = int(nmce["embed_batch"])
+    arrays = {"train": embed(model, x_tr, batch).numpy(), "test": embed(model, x_te, batch).numpy()}
+    if method != "nmce_tcr":
+        arrays["clusters_train"] = predict_clusters(model, x_tr, batch).numpy()
+        arrays["clusters_test"] = predict_clusters(model, x_te, batch).numpy()
+    last = history[-1] if history else {}
+    meta = {
+        "method": method,
+        "stage": "joint" if joint else stage,
+        "network": nmce["network"],
+        "n_components": int(model.feature_dim),
+        "n_clusters": n_clusters,
+        "steps": steps,
+        "resumed_from": resumed,
+        "initial_model": str(model_in) if model_in is not None else None,
+        "final_loss": last.get("loss"),
+        "final_effective_rank": last.get("effective_rank"),
+        "nmce": nmce,
+        "seconds": train_seconds,  # training time, earlier runs of a resumed job included
+        "wall_seconds": wall,  # this run's training
+    }
+    write_log(folder / "log.csv", history)
+    save_network(folder / "model.pt", model, {k: meta[k] for k in ("method", "stage", "steps")})
+    save_npz(out, **arrays)
+    write_json(out.with_suffix(".json"), meta)
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)
+        Path(checkpoint).with_suffix(".json").unlink(missing_ok=True)
+    log.info(
+        "%s: %d steps (resumed from %d) in %.1fs, final loss %s",
+        method,
+        steps,
+        resumed,
+        wall,
+        last.get("loss"),
+    )
+    return out
+
+
+def run_nmce_tcr(
+    params: dict[str, Any],
+    features: Path | None,
+    prepared: Path,
+    out: Path,
+    checkpoint: Path | None = None,
+) -> Path:
+    """Stage 1 (TCR, Eq. 5) from a fresh network; writes ``out`` (embedding.npz) and, beside
+    it, embedding.json, model.pt + model.json and log.csv."""
+    return _train("nmce_tcr", params, features, prepared, out, None, checkpoint)
+
+
+def run_nmce_cluster(
+    params: dict[str, Any],
+    features: Path | None,
+    prepared: Path,
+    model: Path,
+    out: Path,
+    checkpoint: Path | None = None,
+) -> Path:
+    """Stage 2 from stage 1's ``model``: frozen backbone, fresh heads, NMCE objective (Eq. 4)."""
+    return _train("nmce_cluster", params, features, prepared, out, model, checkpoint)
+
+
+def run_nmce_finetune(
+    params: dict[str, Any],
+    features: Path | None,
+    prepared: Path,
+    model: Path | None,
+    out: Path,
+    checkpoint: Path | None = None,
+) -> Path:
+    """Stage 3 from stage 2's ``model`` (every parameter; 0 steps keeps it), or, with
+    ``nmce.joint``, the full objective from a fresh network (``model`` unused)."""
+    return _train("nmce_finetune", params, features, prepared, out, model, checkpoint)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def embed_augmented(
+    model: NMCENet, x: torch.Tensor, augmenter, copies: int, batch: int, seed: int
+) -> np.ndarray:
+    """Features averaged over ``copies`` augmented views of every row, back on the sphere."""
+    device = next(model.parameters()).device
+    g = torch.Generator(device=device).manual_seed(int(seed))
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch):
+        xb = x[i : i + batch].to(device)
+        z = sum(model(augmenter(xb, generator=g))[0] for _ in range(copies))
+        out.append(torch.nn.functional.normalize(z, dim=1).cpu())
+    return torch.cat(out).numpy()
+
+
+def nearsub_components(ev: dict[str, Any], d: int, n_classes: int) -> int:
+    """Class subspace dimension: the configured one, at most d_z / classes (so that the class
+    subspaces can be independent; one filling the feature space makes the classifier moot)."""
+    return max(1, min(int(ev["nearest_subspace_components"]), d // max(1, n_classes), d - 1))
+
+
+def _feature_scores(
+    ev: dict[str, Any], ztr, ytr, zte, yte, seed: int, suffix: str = ""
+) -> dict[str, float]:
+    d = zte.shape[1]
+    comps = nearsub_components(ev, d, len(np.unique(ytr[ytr >= 0])))
+    return {
+        f"knn_acc{suffix}": knn_accuracy(ztr, ytr, zte, yte, k=int(ev["knn_k"])),
+        f"svm_acc{suffix}": svm_accuracy(ztr, ytr, zte, yte, seed=seed),
+        f"nearsub_acc{suffix}": nearest_subspace_accuracy(ztr, ytr, zte, yte, n_components=comps),
+    }
+
+
+def _subspace_clusters(
+    ev: dict[str, Any], z: np.ndarray, n_clusters: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indices clustered, their labels): a seeded subsample of at most subspace_max_points."""
+    from ..subspace_clustering import subspace_clustering
+
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.permutation(len(z))[: int(ev["subspace_max_points"])])
+    labels = subspace_clustering(
+        z[idx],
+        n_clusters,
+        method=ev["subspace_clustering"],
+        seed=seed,
+        **(ev.get("subspace_options") or {}),
+    )
+    return idx, labels
+
+
+def run_evaluate_nmce(
+    params: dict[str, Any],
+    method: str,
+    embedding: Path,
+    prepared: Path,
+    out: Path,
+    features: Path | None = None,
+) -> dict[str, Any]:
+    """Score an NMCE method on the test split; write ``out`` (metrics.json) and, beside it,
+    ``predictions.npz`` (``clusters_test``: the cluster head's, else the subspace clustering's
+    with -1 for points outside its subsample).
+
+    ``acc`` / ``nmi`` / ``ari``: Hungarian accuracy, NMI (max-normalised) and ARI of the cluster
+    head (stages 2-3) or, for ``nmce_tcr``, of the subspace clustering (``clusters_from`` says
+    which); ``sc_*`` the subspace clustering's; ``knn_acc`` / ``svm_acc`` / ``nearsub_acc`` the
+    classifiers fitted on the train features and scored on the test features (``*_aug``: on
+    features averaged over augmented copies).
+    """
+    ev = params["evaluate"]["nmce"]
+    seed = int(params["seed"])
+    emb = load_npz(embedding)
+    ds = data.load_prepared(prepared)
+    ztr, zte = emb["train"], emb["test"]
+    n_clusters = resolve_n_clusters(params["nmce"], ds)
+    labelled = ds.n_classes is not None and bool(np.any(ds.y_test >= 0))
+    train_labelled = ds.n_classes is not None and bool(np.any(ds.y_train >= 0))
+    metrics: dict[str, Any] = {
+        "method": method,
+        "dataset": ds.meta.get("name"),
+        "split": "test",
+        "n_train": len(ztr),
+        "n_test": len(zte),
+        "n_components": int(zte.shape[1]),
+        "n_clusters": n_clusters,
+        "nmi": None,
+        "acc": None,
+        "ari": None,
+    }
+    predictions = np.full(len(zte), -1, dtype=np.int64)
+    if "clusters_test" in emb:
+        predictions = emb["clusters_test"].astype(np.int64)
+        metrics["clusters_from"] = "cluster head (argmax of its logits) on the test split"
+        if labelled:
+            metrics.update(clustering_scores(ds.y_test, predictions))
+    if ev["subspace_clustering"] != "none":
+        t0 = time.perf_counter()
+        idx, sc = _subspace_clusters(ev, zte, n_clusters, seed)
+        metrics["subspace_clustering"] = {
+            "method": ev["subspace_clustering"],
+            "n_points": len(idx),
+            "options": ev.get("subspace_options") or {},
+            "seconds": time.perf_counter() - t0,
+        }
+        if labelled:
+            scores = clustering_scores(ds.y_test[idx], sc)
+            metrics.update({f"sc_{k}": v for k, v in scores.items()})
+        if "clusters_test" not in emb:
+            predictions[idx] = sc
+            metrics["clusters_from"] = (
+                f"subspace clustering ({ev['subspace_clustering']}) of {len(idx)} test points"
+            )
+            if labelled:
+                metrics.update(scores)
+    if labelled and train_labelled:
+        metrics.update(_feature_scores(ev, ztr, ds.y_train, zte, ds.y_test, seed))
+        metrics["feature_protocol"] = "fitted on train features, scored on test features"
+        n_train_classes = len(np.unique(ds.y_train[ds.y_train >= 0]))
+        metrics["nearsub_components"] = nearsub_components(ev, zte.shape[1], n_train_classes)
+        copies = int(ev["augmented_copies"])
+        if copies > 0:
+            model, _ = load_network(Path(embedding).parent / "model.pt")
+            model.to(resolve_device(params["device"]))
+            vectors = load_npz(features) if features is not None else None
+            x_tr, x_te = network_inputs(model.spec["name"], ds, vectors)
+            aug = augmenter_from(params["nmce"])
+            batch = int(params["nmce"]["embed_batch"])
+            atr = embed_augmented(model, x_tr, aug, copies, batch, seed)
+            ate = embed_augmented(model, x_te, aug, copies, batch, seed + 1)
+            metrics.update(_feature_scores(ev, atr, ds.y_train, ate, ds.y_test, seed, "_aug"))
+            metrics["augmented_copies"] = copies
+    metrics["inputs"] = {
+        "embedding": str(embedding),
+        "prepared": str(prepared),
+        "features": str(features) if features else None,
+    }
+    meta_path = Path(embedding).with_suffix(".json")
+    if meta_path.exists():
+        metrics["fit"] = read_json(meta_path)
+    save_npz(Path(out).with_name("predictions.npz"), clusters_test=predictions)
+    write_json(out, metrics)
+    log.info(
+        "evaluate %s (test split): acc %s nmi %s knn %s",
+        method,
+        metrics.get("acc"),
+        metrics.get("nmi"),
+        metrics.get("knn_acc"),
+    )
+    return metrics

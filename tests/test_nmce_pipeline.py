@@ -1,0 +1,72 @@
+"""The NMCE stages through the real pipeline: a killed training job resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from basis_nmce.io import load_npz
+
+from .helpers import SNAKEMAKE, TINY_CONFIG, env, make_project, run
+
+pytestmark = pytest.mark.slow
+
+
+def _config() -> dict:
+    cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["run"] = {"datasets": ["blobs"], "features": ["raw"], "methods": ["nmce_tcr"]}
+    cfg["nmce"].update({"tcr": {"steps": 4000}, "checkpoint_every": 50, "log_every": 50})
+    cfg["nmce"]["network_options"] = {"width": 64, "depth": 3}
+    return cfg
+
+
+def test_killed_nmce_training_resumes_from_its_checkpoint(tmp_path):
+    proj = make_project(tmp_path, _config())
+    folder = proj / "results/nmce_tcr/blobs/raw"
+    ckpt = proj / "results/checkpoints/nmce_tcr/blobs/raw/checkpoint.pt"
+    run([*SNAKEMAKE, "--until", "features"], proj)
+    proc = subprocess.Popen(
+        [*SNAKEMAKE, "--until", "nmce_tcr"],
+        cwd=proj,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed"
+    assert ckpt.exists(), "no checkpoint was written"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (folder / "embedding.json").exists()
+    run([*SNAKEMAKE, "--unlock"], proj)
+    run([*SNAKEMAKE, "--until", "nmce_tcr"], proj)
+
+    meta = json.loads((folder / "embedding.json").read_text())
+    assert meta["steps"] == 4000
+    assert 50 <= meta["resumed_from"] < 4000 and meta["resumed_from"] % 50 == 0
+    log = np.genfromtxt(folder / "log.csv", delimiter=",", names=True)
+    np.testing.assert_array_equal(log["step"], np.arange(50, 4001, 50))
+    assert not ckpt.exists(), "the checkpoint is removed once the outputs exist"
+
+    # The resumed run ends where an uninterrupted one does.
+    resumed = load_npz(folder / "embedding.npz")["test"]
+    run([*SNAKEMAKE, "--until", "nmce_tcr", "--forcerun", "nmce_tcr"], proj)
+    assert json.loads((folder / "embedding.json").read_text())["resumed_from"] == 0
+    np.testing.assert_allclose(load_npz(folder / "embedding.npz")["test"], resumed, atol=1e-5)
+
+    # The whole NMCE chain and its scores, from the resumed stage 1.
+    run([*SNAKEMAKE, "--config", "run={methods: [nmce_tcr, nmce_finetune]}"], proj)
+    m = json.loads((proj / "results/evaluate/blobs/raw/nmce_finetune/metrics.json").read_text())
+    assert m["split"] == "test" and m["acc"] is not None and m["knn_acc"] is not None
+    report = (proj / "results/report/report.md").read_text()
+    assert "nmce_finetune" in report and "nmce_tcr" in report
