@@ -115,3 +115,27 @@ SNAKEMAKE = [
     "--workflow-profile",
     "workflow/profiles/default",
 ]
+
+
+def kill_snakemake_once(target: str, proj: Path, checkpoint: Path, timeout: float = 300) -> None:
+    """Run ``snakemake --until target``, SIGKILL it and its jobs (a dead node) as soon as
+    ``checkpoint`` exists, then unlock the working directory as a user would."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [*SNAKEMAKE, "--until", target],
+        cwd=proj,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed"
+    assert checkpoint.exists(), "no checkpoint was written"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run([*SNAKEMAKE, "--unlock"], proj)

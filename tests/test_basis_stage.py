@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import signal
-import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -15,7 +11,7 @@ import pytest
 from basis_nmce import BASiS
 from basis_nmce.io import load_npz
 
-from .helpers import SNAKEMAKE, TINY_CONFIG, env, make_project, run
+from .helpers import SNAKEMAKE, TINY_CONFIG, kill_snakemake_once, make_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -36,23 +32,8 @@ def test_killed_training_resumes_from_its_checkpoint(proj):
     folder = proj / "results/basis_train/moons/raw"
     ckpt = proj / "results/checkpoints/basis_train/moons/raw/checkpoint.pt"
     run([*SNAKEMAKE, "--until", "basis_reference"], proj)
-    proc = subprocess.Popen(
-        [*SNAKEMAKE, "--until", "basis_train"],
-        cwd=proj,
-        env=env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 300
-    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "training finished before it could be killed"
-    assert ckpt.exists(), "no checkpoint was written"
-    os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and the stage die together, as on a dead node
-    proc.wait()
+    kill_snakemake_once("basis_train", proj, ckpt)
     assert not (folder / "embedding.json").exists()
-    run([*SNAKEMAKE, "--unlock"], proj)
     run([*SNAKEMAKE, "--until", "basis_train"], proj)
 
     meta = json.loads((folder / "embedding.json").read_text())

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import signal
-import subprocess
-import time
 
 import numpy as np
 import pytest
 
 from basis_nmce.io import load_npz
 
-from .helpers import SNAKEMAKE, TINY_CONFIG, env, make_project, run
+from .helpers import SNAKEMAKE, TINY_CONFIG, kill_snakemake_once, make_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -32,23 +28,8 @@ def test_killed_nmce_training_resumes_from_its_checkpoint(tmp_path):
     folder = proj / "results/nmce_tcr/blobs/raw"
     ckpt = proj / "results/checkpoints/nmce_tcr/blobs/raw/checkpoint.pt"
     run([*SNAKEMAKE, "--until", "features"], proj)
-    proc = subprocess.Popen(
-        [*SNAKEMAKE, "--until", "nmce_tcr"],
-        cwd=proj,
-        env=env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 300
-    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "training finished before it could be killed"
-    assert ckpt.exists(), "no checkpoint was written"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_snakemake_once("nmce_tcr", proj, ckpt)
     assert not (folder / "embedding.json").exists()
-    run([*SNAKEMAKE, "--unlock"], proj)
     run([*SNAKEMAKE, "--until", "nmce_tcr"], proj)
 
     meta = json.loads((folder / "embedding.json").read_text())
