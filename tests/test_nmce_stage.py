@@ -21,18 +21,9 @@ from basis_nmce.stages import nmce as stages
 from basis_nmce.stages.features import run_features
 from basis_nmce.stages.params import stage_params
 
-NMCE = {
-    "network": "mlp",
-    "network_options": {"width": 16, "depth": 2},
-    "feature_dim": 4,
-    "augmentation": {"kind": "noise", "options": {"std": 0.05}},
-    "batch_size": 64,
-    "checkpoint_every": 2,
-    "log_every": 2,
-    "tcr": {"steps": 6},
-    "cluster": {"steps": 4},
-    "finetune": {"steps": 4},
-}
+from .helpers import TINY_CONFIG
+
+NMCE = TINY_CONFIG["nmce"]  # the pipeline tests' tiny NMCE settings
 
 
 def _config(nmce: dict | None = None, evaluate: dict | None = None) -> dict:

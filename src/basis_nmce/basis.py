@@ -459,8 +459,12 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Cluster labels: k-means (fitted on the training embedding) on the embedding of X."""
+        return self.clusters_of(self.transform(X))
+
+    def clusters_of(self, embedding: np.ndarray) -> np.ndarray:
+        """Cluster labels of points already embedded by :meth:`transform` (nearest centre)."""
         self._check_fitted()
-        emb = self.transform(X).astype(np.float64)
+        emb = np.asarray(embedding, dtype=np.float64)
         c = np.asarray(self.cluster_centers_, dtype=np.float64)
         d2 = (emb**2).sum(1)[:, None] - 2 * emb @ c.T + (c**2).sum(1)[None, :]
         return np.argmin(d2, axis=1)

@@ -163,12 +163,9 @@ def run_basis_train(
     est.fit(feats["train"], ds.y_train, reference=ref, checkpoint=checkpoint)
     seconds = time.perf_counter() - t0
     write_history(folder / "log.csv", est.history_)
-    arrays = {
-        "train": est.transform(feats["train"]),
-        "test": est.transform(feats["test"]),
-        "clusters_train": est.predict(feats["train"]),
-        "clusters_test": est.predict(feats["test"]),
-    }
+    arrays = {split: est.transform(feats[split]) for split in ("train", "test")}
+    for split in ("train", "test"):
+        arrays[f"clusters_{split}"] = est.clusters_of(arrays[split])
     save_npz(out, **arrays)
     est.save(folder / "model.pt")
     trace = est.anchor_trace_
