@@ -66,14 +66,52 @@ def test_save_load_round_trip(fitted, tmp_path):
     assert loaded.get_params() == est.get_params()
 
 
-def test_resume_from_checkpoint_gives_same_run(tmp_path):
+def test_resume_from_checkpoint_gives_same_run(tmp_path, monkeypatch):
+    import basis_nmce.basis as basis_module
+
     x, _ = blobs()
     full = small(n_iter=80).fit(x)
     ckpt = tmp_path / "ckpt.pt"
-    small(n_iter=40).fit(x, checkpoint=ckpt)  # "killed" at step 40
+    real_save = basis_module.save_checkpoint
+
+    def save_then_die(path, state):  # the run is "killed" right after its step-40 checkpoint
+        real_save(path, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(basis_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        small(n_iter=80).fit(x, checkpoint=ckpt)
+    monkeypatch.setattr(basis_module, "save_checkpoint", real_save)
     resumed = small(n_iter=80).fit(x, checkpoint=ckpt)
-    assert resumed.n_iter_ == 80
+    assert resumed.resumed_from_ == 40 and resumed.n_iter_ == 80
+    np.testing.assert_allclose(resumed.offset_, full.offset_, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(resumed.transform(x), full.transform(x), rtol=1e-4, atol=1e-4)
+
+
+def test_recenter_removes_an_offset_of_the_reference():
+    """Shifting the reference's anchor coordinates by c shifts every batch's affine offset b by
+    c (Eq. 13), so the network learns outputs shifted by c; offset_ (the mean b) must absorb it
+    and transform must give the same embedding as with the unshifted reference."""
+    from dataclasses import replace
+
+    from basis_nmce.anchors import build_reference
+
+    x, _ = blobs()
+    est = small()
+    ref = build_reference(
+        x, 3, batch_size=128, n_anchors=30, n_clusters=3, graph=est.graph_kwargs, seed=0
+    )
+    c = np.array([0.5, -1.0, 2.0])
+    shifted = replace(ref, anchor_embedding=ref.anchor_embedding + c)
+    a = small().fit(x, reference=ref)
+    b = small().fit(x, reference=shifted)
+    np.testing.assert_allclose(b.offset_ - a.offset_, c, atol=1e-6)
+    emb_a, emb_b = a.transform(x), b.transform(x)
+    # without the correction the two embeddings sit c apart; with it, within 5% of |c|
+    assert np.all(np.abs((emb_b - emb_a).mean(0)) < 0.05 * np.abs(c))
+    plain = small(recenter=False).fit(x, reference=shifted)
+    np.testing.assert_array_equal(plain.offset_, np.zeros(3))
+    np.testing.assert_allclose(plain.transform(x) - b.offset_, emb_b, atol=1e-5)
 
 
 def test_too_few_anchors_is_a_clear_error():

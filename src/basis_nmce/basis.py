@@ -57,6 +57,7 @@ class BatchTarget:
     residual: float
     condition: float
     rejected: int
+    translation: np.ndarray | None = None  # (K,) the affine map's offset b (Eq. 13)
     anchors_raw: np.ndarray | None = None  # (l, K) batch eigenvectors of the anchors
     anchors_aligned: np.ndarray | None = None  # (l, K) the same after the affine map
 
@@ -94,6 +95,12 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
     Defaults are the paper's (Sec. 5.2, 7.3.3): kNN 50, sigma from the 7th neighbour, L_N,
     batch 512, Adam 1e-4, 1000 iterations, MLP 256-512-512-256-K; RANSAC 100 hypotheses of
     20 anchors, tolerance 0.1. ``n_anchors`` defaults to 25 per cluster (at most half a batch).
+
+    ``recenter`` (ours; the paper is silent): every batch's exact non-trivial eigenvectors are
+    centred (orthogonal to ``D^1/2 1``), so the offsets ``b`` of their affine maps to the
+    reference (Eq. 13) estimate the reference's own offset, a sampling error of its one batch
+    that the network would otherwise learn. Their mean over the training batches, ``offset_``,
+    is subtracted by :meth:`transform`. ``False`` gives the paper's output.
     """
 
     def __init__(
@@ -120,6 +127,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         ransac_sample: int = 20,
         ransac_tolerance: float = 0.1,
         lr_decay: float = 1.0,
+        recenter: bool = True,
         checkpoint_every: int = 100,
         prefetch: bool | str = "auto",
         verbose: bool = False,
@@ -145,6 +153,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         self.ransac_sample = ransac_sample
         self.ransac_tolerance = ransac_tolerance
         self.lr_decay = lr_decay
+        self.recenter = recenter
         self.checkpoint_every = checkpoint_every
         self.prefetch = prefetch
         self.verbose = verbose
@@ -223,6 +232,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
                     residual=float(res.residual),
                     condition=float(res.condition_number),
                     rejected=attempt,
+                    translation=res.transform[:, -1].double().cpu().numpy(),
                     anchors_raw=phi[:l].float().cpu().numpy() if traced else None,
                     anchors_aligned=target[:l].float().cpu().numpy() if traced else None,
                 )
@@ -324,6 +334,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
             opt, gamma=self.lr_decay ** (1 / max(self.n_iter, 1))
         )
         start, history, trace = 0, [], []
+        self._offset_sum = np.zeros(self.n_components)
         fingerprint = self._fingerprint(x, ref)
         ckpt = load_checkpoint(checkpoint) if checkpoint else None
         if ckpt is not None and ckpt.get("fingerprint") != fingerprint:
@@ -335,6 +346,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
             sched.load_state_dict(ckpt["scheduler"])
             start, history = int(ckpt["step"]), list(ckpt["history"])
             trace = [(np.asarray(a), np.asarray(b)) for a, b in ckpt["trace"]]
+            self._offset_sum = np.asarray(ckpt["offset_sum"], dtype=np.float64).copy()
             for r, c in ckpt["guard"]:
                 self._guard.residuals.append(r)
                 self._guard.conditions.append(c)
@@ -349,6 +361,11 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         self.anchor_trace_ = trace
         self.n_iter_ = len(history)
         self.rejected_batches_ = int(sum(h["rejected"] for h in history))
+        self.offset_ = (
+            self._offset_sum / max(len(history), 1)
+            if self.recenter
+            else np.zeros(self.n_components)
+        )
         if log_csv:
             write_history(log_csv, history)
         self.model_.eval()
@@ -363,6 +380,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         for step, bt in enumerate(self._targets(x, ref, start, m), start=start):
             xb = rows(x, bt.index, self.device_)
             target = bt.target.to(self.device_)
+            self._offset_sum += bt.translation
             loss = torch.mean(torch.sum((self.model_(xb) - target) ** 2, dim=1))  # Eq. 15
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -399,6 +417,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
                         "history": history,
                         "fingerprint": fingerprint,
                         "trace": [(torch.from_numpy(a), torch.from_numpy(b)) for a, b in trace],
+                        "offset_sum": torch.from_numpy(self._offset_sum.copy()),
                         "guard": list(
                             zip(self._guard.residuals, self._guard.conditions, strict=True)
                         ),
@@ -455,6 +474,9 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         for s in range(0, n, chunk_size):
             xb = torch.as_tensor(np.asarray(X[s : s + chunk_size]), dtype=torch.float32).to(device)
             out[s : s + chunk_size] = self.model_(xb).cpu().numpy()
+        offset = getattr(self, "offset_", None)
+        if offset is not None:
+            out -= offset.astype(np.float32)
         return out
 
     def predict(self, X) -> np.ndarray:
@@ -484,6 +506,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
             "n_features_in": self.n_features_in_,
             "eigenvalues": np.asarray(self.eigenvalues_).tolist(),
             "cluster_centers": self.cluster_centers_.tolist(),
+            "offset": np.asarray(getattr(self, "offset_", np.zeros(self.n_components))).tolist(),
             "n_iter": getattr(self, "n_iter_", None),
             "rejected_batches": getattr(self, "rejected_batches_", None),
         }
@@ -506,6 +529,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         est.model_.eval()
         est.eigenvalues_ = np.asarray(meta["eigenvalues"])
         est.cluster_centers_ = np.asarray(meta["cluster_centers"], dtype=np.float64)
+        est.offset_ = np.asarray(meta.get("offset", np.zeros(est.n_components)), dtype=np.float64)
         return est
 
 
