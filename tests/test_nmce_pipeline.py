@@ -51,3 +51,15 @@ def test_killed_nmce_training_resumes_from_its_checkpoint(tmp_path):
     assert m["split"] == "test" and m["acc"] is not None and m["knn_acc"] is not None
     report = (proj / "results/report/report.md").read_text()
     assert "nmce_finetune" in report and "nmce_tcr" in report
+
+    # The unsupervised chain: stage 1's features (kind tcr, from the same model, not retrained)
+    # feed the exact embedding and BASiS; NMCE methods skip kind tcr.
+    chain = "run={features: [raw, tcr], methods: [nmce_tcr, analytic, basis_train]}"
+    run([*SNAKEMAKE, "--config", chain], proj)
+    again = run([*SNAKEMAKE, "-n", "--config", chain], proj)
+    tcr = load_npz(proj / "results/features/blobs/tcr/features.npz")
+    np.testing.assert_allclose(tcr["test"], load_npz(folder / "embedding.npz")["test"], atol=1e-6)
+    m = json.loads((proj / "results/evaluate/blobs/tcr/basis_train/metrics.json").read_text())
+    assert m["split"] == "test" and m["acc"] is not None and m["grassmann"] is not None
+    assert not (proj / "results/nmce_tcr/blobs/tcr").exists()
+    assert "Nothing to be done" in again.stdout + again.stderr

@@ -269,6 +269,18 @@ def test_images_with_a_cnn_and_augmented_copies(tmp_path):
     feats = load_npz(out)
     assert feats["train"].shape == (60, 4) and feats["test"].shape == (20, 4)
     assert json.loads(out.with_suffix(".json").read_text())["tcr"]["steps"] == 2
+    # The pipeline passes the nmce_tcr model instead: its features, no second training.
+    run_features(
+        stage_params(cfg, "features", "tiny", "tcr"),
+        prepared,
+        out,
+        model=tmp_path / "nmce_tcr/model.pt",
+    )
+    stage1 = load_npz(tmp_path / "nmce_tcr/embedding.npz")
+    feats = load_npz(out)
+    for split in ("train", "test"):
+        np.testing.assert_allclose(feats[split], stage1[split], atol=1e-6)
+    assert json.loads(out.with_suffix(".json").read_text())["tcr"]["from"] == "nmce_tcr"
 
 
 def test_vector_data_need_the_mlp(tmp_path, blobs):

@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--kind", required=True)
     p.add_argument("--prepared", required=True, type=Path)
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="kind tcr: the nmce_tcr stage's model.pt to embed with",
+    )
     p.add_argument("--out", required=True, type=Path)
 
     p = sub.add_parser("analytic", help="exact eigenvectors of the train and test graphs")
@@ -197,7 +203,7 @@ def run(args: argparse.Namespace) -> Any:
     if args.stage == "features":
         from .stages.features import run_features
 
-        return run_features(params, args.prepared, args.out)
+        return run_features(params, args.prepared, args.out, model=args.model)
     if args.stage == "analytic":
         from .stages.analytic import run_analytic
 

@@ -105,28 +105,33 @@ def evaluate_inputs(w):
     return inputs
 
 
+def runs():
+    """(dataset, kind, method) of every configured run. NMCE methods skip kind tcr: that kind
+    is NMCE's own stage-1 output, made for the spectral methods (the unsupervised chain).
+    """
+    return [
+        (d, k, m)
+        for d in DATASETS
+        for k in KINDS
+        for m in METHODS
+        if not (k == "tcr" and m in NMCE_METHODS)
+    ]
+
+
 def training_logs():
     """What the report draws besides the metrics: training curves of every trained method
     (BASiS also its anchors and value grid)."""
     files = []
-    if "basis_train" in METHODS:
-        files += expand(
-            f"{RES}/basis_train/{{dataset}}/{{kind}}/{{name}}",
-            dataset=DATASETS,
-            kind=KINDS,
-            name=["log.csv", "anchors.npz", "grid.npz"],
-        )
-    for method in (m for m in METHODS if m in NMCE_METHODS):
-        files += expand(
-            f"{RES}/{method}/{{dataset}}/{{kind}}/log.csv", dataset=DATASETS, kind=KINDS
-        )
+    for d, k, m in runs():
+        if m == "basis_train":
+            files += [
+                f"{RES}/basis_train/{d}/{k}/{n}"
+                for n in ("log.csv", "anchors.npz", "grid.npz")
+            ]
+        elif m in NMCE_METHODS:
+            files.append(f"{RES}/{m}/{d}/{k}/log.csv")
     return files
 
 
 def all_metrics():
-    return expand(
-        f"{RES}/evaluate/{{dataset}}/{{kind}}/{{method}}/metrics.json",
-        dataset=DATASETS,
-        kind=KINDS,
-        method=METHODS,
-    )
+    return [f"{RES}/evaluate/{d}/{k}/{m}/metrics.json" for d, k, m in runs()]

@@ -3,7 +3,8 @@
 Kind ``raw``: flattened, scaled inputs (optional PCA). Kind ``tcr``: features learnt by NMCE's
 stage 1 (TCR, the ``nmce`` section's network, augmentation and ``tcr`` settings) on the train
 split, so the spectral methods can run on them; vector data start from the ``raw`` features,
-image networks from the images.
+image networks from the images. The pipeline passes the ``nmce_tcr`` stage's model (``model``),
+so stage 1 is trained once; without it the stage trains its own.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from ..io import save_npz, write_json
 log = logging.getLogger(__name__)
 
 
-def run_features(params: dict[str, Any], prepared: Path, out: Path) -> Path:
+def run_features(
+    params: dict[str, Any], prepared: Path, out: Path, model: Path | None = None
+) -> Path:
     kind = params["kind"]
     if kind not in FEATURE_KINDS:
         raise ConfigError(f"run.features: unknown kind {kind!r}; kinds: {', '.join(FEATURE_KINDS)}")
@@ -39,7 +42,9 @@ def run_features(params: dict[str, Any], prepared: Path, out: Path) -> Path:
         from .nmce import tcr_features
 
         vectors = {"train": train, "test": test} if params["nmce"]["network"] == "mlp" else None
-        train, test, extra["tcr"] = tcr_features(params, ds, vectors)
+        train, test, extra["tcr"] = tcr_features(params, ds, vectors, model)
+    elif model is not None:
+        raise ConfigError(f"features kind {kind!r} takes no --model (only kind tcr does)")
     out = Path(out)
     save_npz(out, train=train, test=test)
     write_json(

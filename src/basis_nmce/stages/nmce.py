@@ -211,17 +211,34 @@ def _run_key(params: dict[str, Any], model_in: Path | None, x: torch.Tensor) -> 
 
 
 def tcr_features(
-    params: dict[str, Any], ds: data.Dataset, vectors: dict[str, np.ndarray] | None
+    params: dict[str, Any],
+    ds: data.Dataset,
+    vectors: dict[str, np.ndarray] | None,
+    model_path: Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Features kind ``tcr``: train stage 1 (Eq. 5) on the train split, embed both splits."""
+    """Features kind ``tcr``: stage 1's (Eq. 5) features of both splits.
+
+    With ``model_path`` (the ``nmce_tcr`` stage's ``model.pt``) that network embeds them;
+    without it, stage 1 is trained here on the train split.
+    """
     nmce = params["nmce"]
     x_tr, x_te = network_inputs(nmce["network"], ds, vectors)
-    model = new_network(nmce, x_tr.shape[1:], resolve_n_clusters(nmce, ds), params["seed"])
-    cfg = train_config(nmce, "tcr", params["seed"], params["device"])
-    res = train_tcr(model, x_tr, augmenter_from(nmce), cfg)
+    if model_path is not None:
+        model, _ = load_network(model_path)
+        expected = tuple(int(s) for s in x_tr.shape[1:])
+        if tuple(model.spec["in_shape"]) != expected:
+            raise ConfigError(
+                f"{model_path}: the network takes inputs {tuple(model.spec['in_shape'])}, the "
+                f"data set's are {expected}; rerun nmce_tcr for this data set"
+            )
+        info = {"network": model.spec["name"], "model": str(model_path), "from": "nmce_tcr"}
+    else:
+        model = new_network(nmce, x_tr.shape[1:], resolve_n_clusters(nmce, ds), params["seed"])
+        cfg = train_config(nmce, "tcr", params["seed"], params["device"])
+        res = train_tcr(model, x_tr, augmenter_from(nmce), cfg)
+        info = {"network": nmce["network"], "steps": res.steps, "seconds": res.seconds}
     batch = int(nmce["embed_batch"])
     z_tr, z_te = embed(model, x_tr, batch).numpy(), embed(model, x_te, batch).numpy()
-    info = {"network": nmce["network"], "steps": res.steps, "seconds": res.seconds}
     return z_tr, z_te, info
 
 
