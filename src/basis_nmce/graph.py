@@ -665,16 +665,19 @@ def batch_spectral_embedding(
             f"graph.n_components={K} (drop_first={drop_first}) exceeds the batch of {m}"
         )
     deg = W.sum(dim=1)
-    if laplacian == "unnormalized":
-        L = torch.diag(deg) - W
-    else:
+    if laplacian != "unnormalized":
         _check_degrees(deg.cpu().numpy())
-        s = deg.rsqrt()
-        L = torch.eye(m, dtype=W.dtype, device=W.device) - s[:, None] * W * s[None, :]
     solved = None
     if W.device.type == "cpu" and laplacian != "unnormalized" and m >= LANCZOS_MIN_NODES:
         solved = normalized_smallest_lanczos(W.numpy(), n_eig)
-    vals, U = solved if solved is not None else dense_smallest(L, n_eig, device=W.device)
+    if solved is None:  # the dense Laplacian only when Lanczos did not solve it
+        if laplacian == "unnormalized":
+            L = torch.diag(deg) - W
+        else:
+            s = deg.rsqrt()
+            L = torch.eye(m, dtype=W.dtype, device=W.device) - s[:, None] * W * s[None, :]
+        solved = dense_smallest(L, n_eig, device=W.device)
+    vals, U = solved
     vals, U = vals.to(W.device), U.to(W.device)
     vals, Y = _postprocess(
         vals, U, deg, kind=laplacian, drop_first=drop_first, diffusion_time=diffusion_time

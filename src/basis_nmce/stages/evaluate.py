@@ -92,6 +92,27 @@ def _matched_grassmann(
     }
 
 
+def record_inputs(
+    metrics: dict[str, Any], embedding: Path, **inputs: Path | None
+) -> dict[str, Any] | None:
+    """Store the input paths and the method's own record (``embedding.json``, when written) in
+    ``metrics``; return that record."""
+    metrics["inputs"] = {
+        "embedding": str(embedding),
+        **{k: str(v) if v else None for k, v in inputs.items()},
+    }
+    meta_path = Path(embedding).with_suffix(".json")
+    if meta_path.exists():
+        metrics["fit"] = read_json(meta_path)
+    return metrics.get("fit")
+
+
+def write_evaluation(out: Path, metrics: dict[str, Any], clusters_test: np.ndarray) -> None:
+    """Write ``out`` (metrics.json) and, beside it, ``predictions.npz``."""
+    save_npz(Path(out).with_name("predictions.npz"), clusters_test=clusters_test.astype(np.int64))
+    write_json(out, metrics)
+
+
 def run_evaluate(
     params: dict[str, Any],
     method: str,
@@ -143,18 +164,12 @@ def run_evaluate(
     else:
         metrics.update({"nmi": None, "acc": None, "ari": None, "linear_acc": None})
         metrics["linear_protocol"] = "no labels"
-    metrics["inputs"] = {
-        "embedding": str(embedding),
-        "reference": str(reference),
-        "prepared": str(prepared),
-        "features": str(features) if features else None,
-    }
-    meta_path = Path(embedding).with_suffix(".json")
-    if meta_path.exists():
-        metrics["fit"] = read_json(meta_path)
-        metrics.update(_matched_grassmann(params, test, features, metrics["fit"].get("batch_size")))
-    save_npz(Path(out).with_name("predictions.npz"), clusters_test=clusters.astype(np.int64))
-    write_json(out, metrics)
+    fit = record_inputs(
+        metrics, embedding, reference=reference, prepared=prepared, features=features
+    )
+    if fit is not None:
+        metrics.update(_matched_grassmann(params, test, features, fit.get("batch_size")))
+    write_evaluation(out, metrics, clusters)
     log.info(
         "evaluate %s: d_G %.4f d_perp %.4f nmi %s acc %s",
         method,

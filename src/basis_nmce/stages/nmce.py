@@ -59,6 +59,7 @@ from ..nmce import (
     train_joint,
     train_tcr,
 )
+from .evaluate import record_inputs, write_evaluation
 
 log = logging.getLogger(__name__)
 
@@ -498,16 +499,8 @@ def run_evaluate_nmce(
             ate = embed_augmented(model, x_te, aug, copies, batch, seed + 1)
             metrics.update(_feature_scores(ev, atr, ds.y_train, ate, ds.y_test, seed, "_aug"))
             metrics["augmented_copies"] = copies
-    metrics["inputs"] = {
-        "embedding": str(embedding),
-        "prepared": str(prepared),
-        "features": str(features) if features else None,
-    }
-    meta_path = Path(embedding).with_suffix(".json")
-    if meta_path.exists():
-        metrics["fit"] = read_json(meta_path)
-    save_npz(Path(out).with_name("predictions.npz"), clusters_test=predictions)
-    write_json(out, metrics)
+    record_inputs(metrics, embedding, prepared=prepared, features=features)
+    write_evaluation(out, metrics, predictions)
     log.info(
         "evaluate %s (test split): acc %s nmi %s knn %s",
         method,
