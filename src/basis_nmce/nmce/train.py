@@ -51,6 +51,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "embed",
+    "embed_and_predict",
     "predict_clusters",
     "train_cluster",
     "train_finetune",
@@ -443,24 +444,32 @@ def train_joint(
 
 
 @torch.no_grad()
-def _outputs(model: NMCENet, x: Tensor, batch: int, which: int) -> Tensor:
+def embed_and_predict(model: NMCENet, x: Tensor, batch: int = 1024) -> tuple[Tensor, Tensor]:
+    """Features ``z`` (unit norm) and cluster index (argmax of the cluster head's logits, int64)
+    of each row of ``x``, both on the CPU, from one eval-mode pass, ``batch`` rows at a time."""
     if batch < 1:
         raise ConfigError(f"batch must be >= 1, got {batch}")
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    zs, labels = [], []
     try:
-        out = [model(x[i : i + batch].to(device))[which].cpu() for i in range(0, len(x), batch)]
+        for i in range(0, len(x), batch):
+            z, logits = model(x[i : i + batch].to(device))
+            zs.append(z.cpu())
+            labels.append(logits.argmax(dim=1).cpu())
     finally:
         model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
+    if not zs:
+        return torch.empty(0), torch.empty(0, dtype=torch.int64)
+    return torch.cat(zs), torch.cat(labels)
 
 
 def embed(model: NMCENet, x: Tensor, batch: int = 1024) -> Tensor:
     """Features ``z`` (unit norm, on the CPU) of ``x`` in eval mode, ``batch`` rows at a time."""
-    return _outputs(model, x, batch, 0)
+    return embed_and_predict(model, x, batch)[0]
 
 
 def predict_clusters(model: NMCENet, x: Tensor, batch: int = 1024) -> Tensor:
     """Cluster index (argmax of the cluster head's logits, int64 on the CPU) of each row."""
-    return _outputs(model, x, batch, 1).argmax(dim=1)
+    return embed_and_predict(model, x, batch)[1]

@@ -51,8 +51,8 @@ from ..nmce import (
     TrainConfig,
     build_network,
     embed,
+    embed_and_predict,
     load_network,
-    predict_clusters,
     save_network,
     train_cluster,
     train_finetune,
@@ -289,10 +289,12 @@ def _train(
     model.eval()
     wall = time.perf_counter() - t0
     batch = int(nmce["embed_batch"])
-    arrays = {"train": embed(model, x_tr, batch).numpy(), "test": embed(model, x_te, batch).numpy()}
-    if method != "nmce_tcr":
-        arrays["clusters_train"] = predict_clusters(model, x_tr, batch).numpy()
-        arrays["clusters_test"] = predict_clusters(model, x_te, batch).numpy()
+    arrays = {}
+    for split, x in (("train", x_tr), ("test", x_te)):
+        z, clusters = embed_and_predict(model, x, batch)
+        arrays[split] = z.numpy()
+        if method != "nmce_tcr":  # stage 1 has no trained cluster head
+            arrays[f"clusters_{split}"] = clusters.numpy()
     last = history[-1] if history else {}
     meta = {
         "method": method,
