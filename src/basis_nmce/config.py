@@ -196,28 +196,21 @@ def dataset_section(cfg: Mapping[str, Any], dataset: str, section: str) -> dict[
     merged = copy.deepcopy(dict(cfg[section]))
     override = cfg["datasets"][dataset].get(section) or {}
     for key, value in override.items():
-        if _replaces(section, key, value, cfg[section], override):
+        if _replaces(section, key, value, cfg[section]):
             merged[key] = copy.deepcopy(value)
         elif isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}
         else:
             merged[key] = copy.deepcopy(value)
-    if section == "nmce" and "network" in override and "network_options" not in override:
-        if override["network"] != cfg[section].get("network"):
-            merged["network_options"] = {}
+    if section == "nmce" and merged.get("network") != cfg[section].get("network"):
+        # another network brings none of the global network's options
+        merged["network_options"] = copy.deepcopy(override.get("network_options") or {})
     return merged
 
 
-def _replaces(
-    section: str, key: str, value: Any, glob: Mapping[str, Any], override: Mapping[str, Any]
-) -> bool:
+def _replaces(section: str, key: str, value: Any, glob: Mapping[str, Any]) -> bool:
     """Whether an override replaces a nested mapping of the global section ``glob`` instead of
-    merging into it: another augmentation kind or another network brings none of the global
-    section's options."""
-    if section != "nmce":
-        return False
-    if key == "augmentation" and isinstance(value, dict):
+    merging into it: another augmentation kind brings none of the global kind's options."""
+    if section == "nmce" and key == "augmentation" and isinstance(value, dict):
         return value.get("kind", glob[key].get("kind")) != glob[key].get("kind")
-    if key == "network_options":
-        return override.get("network", glob.get("network")) != glob.get("network")
     return False
