@@ -12,6 +12,7 @@ from basis_nmce.nmce.guards import CollapseMonitor, check_finite, effective_rank
 from basis_nmce.nmce.networks import build_network
 from basis_nmce.nmce.train import (
     TrainConfig,
+    _EpochBatches,
     embed,
     predict_clusters,
     train_cluster,
@@ -107,6 +108,18 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, stage):
     assert done.resumed_at == 10 and same(params(full), params(again))
 
 
+def test_batches_cover_each_epoch_once_and_depend_only_on_seed_and_step():
+    batches = _EpochBatches(n=10, batch=3, seed=4)
+    epochs = [torch.cat([batches(step) for step in range(1 + 3 * e, 4 + 3 * e)]) for e in range(3)]
+    for drawn in epochs:  # 3 batches of 3 per epoch, no sample twice, 1 left over
+        assert len(drawn) == 9 and len(set(drawn.tolist())) == 9
+    assert not torch.equal(epochs[0], epochs[1])
+    fresh = _EpochBatches(n=10, batch=3, seed=4)  # asked out of order, as after a resume
+    assert torch.equal(fresh(8), epochs[2][3:6]) and torch.equal(fresh(2), epochs[0][3:6])
+    assert not torch.equal(_EpochBatches(10, 3, seed=5)(1), epochs[0][:3])
+    assert _EpochBatches(n=10, batch=10, seed=0)(1) is None
+
+
 def test_checkpoint_with_other_settings_is_refused(tmp_path):
     path = tmp_path / "ckpt.pt"
     train_tcr(small_net(), X, NOISE, cfg(steps=2), checkpoint=path)
@@ -184,7 +197,7 @@ def test_embed_and_predict():
 def test_joint_nmce_clusters_blobs():
     """Full NMCE objective from scratch (as the paper's toy) separates three blobs."""
     model = build_network("mlp", (2,), 6, 3, seed=0, width=32, depth=2)
-    config = TrainConfig(steps=150, batch_size=64, lr=3e-3, eps=0.1, lam=10, tau=0.2)
+    config = TrainConfig(steps=300, batch_size=64, lr=3e-3, eps=0.1, lam=10, tau=0.2)
     x, _ = blobs(600, 0)
     train_joint(model, x, NOISE, config)
     x_test, y_test = blobs(600, 1)  # held-out draw

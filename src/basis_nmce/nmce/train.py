@@ -7,8 +7,8 @@
 * :func:`train_finetune` - stage 3: every parameter, NMCE objective.
 * :func:`train_joint` - the NMCE objective from the start (the paper's double spiral, Sec. 4.1).
 
-Every step draws a batch (without replacement within the batch; the whole set when
-``batch_size >= n``), makes two augmented views with the given augmenter, runs them through the
+Every step takes the next batch of an epoch-wise shuffle (each sample once per epoch; the whole
+set when ``batch_size >= n``), makes two augmented views with the given augmenter, runs them through the
 network as one batch of ``2 m`` (as the authors' code) and applies the objective of
 :mod:`basis_nmce.coding_rate` (``D = -mean cos(z, z')``; in stages 2-4 features are averaged over
 the views and renormalised, memberships averaged, both inside ``nmce_loss``).
@@ -161,9 +161,9 @@ class TrainResult:
 # --------------------------------------------------------------------------- helpers
 
 
-def _seed(seed: int, stream: int) -> int:
+def _seed(seed: int, *stream: int) -> int:
     return int(
-        np.random.SeedSequence([int(seed), stream]).generate_state(1, dtype=np.uint64)[0] >> 1
+        np.random.SeedSequence([int(seed), *stream]).generate_state(1, dtype=np.uint64)[0] >> 1
     )
 
 
@@ -183,10 +183,27 @@ def _check_inputs(model: nn.Module, x: Tensor) -> None:
         raise DataError(f"x must be floating point, got {x.dtype}")
 
 
-def _batch_indices(n: int, batch: int, generator: torch.Generator) -> Tensor | None:
-    if batch >= n:
-        return None
-    return torch.randperm(n, generator=generator)[:batch]
+class _EpochBatches:
+    """Mini-batch indices for step ``1, 2, ...``: each epoch a fresh permutation of the ``n``
+    samples cut into ``n // batch`` batches (the remainder is left for that epoch), so every
+    sample is seen once per epoch. A pure function of ``(seed, step)``: a resumed run draws the
+    batches the uninterrupted run would have drawn. ``None`` when the batch holds all samples.
+    One permutation per epoch, not per step: ``randperm(200000)`` costs 1.7 ms, 4% of a double
+    spiral step."""
+
+    def __init__(self, n: int, batch: int, seed: int) -> None:
+        self.n, self.batch, self.seed = n, batch, seed
+        self.per_epoch = max(1, n // batch)
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.int64)
+
+    def __call__(self, step: int) -> Tensor | None:
+        if self.batch >= self.n:
+            return None
+        epoch, k = divmod(step - 1, self.per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(_seed(self.seed, 0, epoch))
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
+        return self._perm[k * self.batch : (k + 1) * self.batch]
 
 
 def _modules_for(model: NMCENet, stage: Stage) -> tuple[list[nn.Module], list[nn.Module]]:
@@ -268,7 +285,6 @@ def _train(
             model.reset_feature_head(init)
         model.reset_cluster_head(init)
 
-    g_data = _generator(cfg.seed, 0, torch.device("cpu"))
     g_aug = _generator(cfg.seed, 1, device)
     g_gumbel = _generator(cfg.seed, 2, device)
     optimisers = _optimisers(model, stage, cfg)
@@ -294,7 +310,6 @@ def _train(
             opt.load_state_dict(s)
         for sch, s in zip(schedulers, state["schedulers"], strict=True):
             sch.load_state_dict(s)
-        g_data.set_state(state["generators"]["data"])
         g_aug.set_state(state["generators"]["aug"])
         g_gumbel.set_state(state["generators"]["gumbel"])
         monitor.load_state_dict(state["monitor"])
@@ -313,7 +328,6 @@ def _train(
                 "optimizers": [o.state_dict() for o in optimisers],
                 "schedulers": [s.state_dict() for s in schedulers],
                 "generators": {
-                    "data": g_data.get_state(),
                     "aug": g_aug.get_state(),
                     "gumbel": g_gumbel.get_state(),
                 },
@@ -324,11 +338,11 @@ def _train(
         )
 
     t0 = time.perf_counter()
-    n = x.shape[0]
+    batches = _EpochBatches(x.shape[0], cfg.batch_size, cfg.seed)
     trainable = [p for o in optimisers for g in o.param_groups for p in g["params"]]
     model.train()
     for step in range(start_step + 1, cfg.steps + 1):
-        idx = _batch_indices(n, cfg.batch_size, g_data)
+        idx = batches(step)
         xb = (x if idx is None else x[idx]).to(device, non_blocking=True)
         views = torch.cat([augmenter(xb, generator=g_aug), augmenter(xb, generator=g_aug)])
         z, logits = model(views)
