@@ -325,3 +325,15 @@ def test_cli_runs_each_stage_and_the_report(tmp_path, monkeypatch):
     assert Path("results/report/training/blobs_raw_nmce_tcr.csv").exists()
     assert Path("results/report/training_blobs_raw_nmce_finetune.png").exists()
     assert "nmce_finetune" in Path("results/report/metrics.md").read_text()
+
+
+def test_stage_settings_reach_the_training_config():
+    cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["nmce"]["finetune"] = {"steps": 7, "betas": [0.9, 0.99], "weight_decay": 1e-5}
+    nmce = validate_config(cfg)["nmce"]
+    tc = stages.train_config(nmce, "finetune", seed=3, device="cpu")
+    assert (tc.steps, tc.betas, tc.weight_decay, tc.seed) == (7, (0.9, 0.99), 1e-5, 3)
+    assert stages.train_config(nmce, "tcr", seed=3, device="cpu").betas == (0.9, 0.999)
+    cfg["nmce"]["finetune"]["betas"] = [0.9, 1.0]
+    with pytest.raises(ConfigError, match="betas"):
+        validate_config(cfg)

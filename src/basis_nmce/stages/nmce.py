@@ -102,6 +102,7 @@ def train_config(nmce: dict[str, Any], stage: str, seed: int, device: str) -> Tr
         weight_decay=float(st["weight_decay"]),
         optimizer=st["optimizer"],
         momentum=float(st["momentum"]),
+        betas=(float(st["betas"][0]), float(st["betas"][1])),
         base_batch_size=st["base_batch_size"],
         schedule=st["schedule"],
         warmup_steps=int(st["warmup_steps"]),
