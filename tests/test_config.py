@@ -21,6 +21,22 @@ def test_default_config_is_valid_and_filled():
     assert len(cfg["run"]["datasets"]) >= 3
 
 
+def _deep_merge(base: dict, over: dict) -> dict:
+    """Snakemake's --configfile merge: nested dictionaries key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _deep_merge(out[key], value) if both else value
+    return out
+
+
+@pytest.mark.parametrize("preset", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_preset_is_valid_over_the_default_config(preset):
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg = validate_config(_deep_merge(base, yaml.safe_load(preset.read_text())))
+    assert set(cfg["run"]["datasets"]) <= set(cfg["datasets"])
+
+
 def test_schema_symlink_points_at_packaged_schema():
     link = ROOT / "workflow" / "schemas" / "config.schema.yaml"
     packaged = ROOT / "src" / "basis_nmce" / "schemas" / "config.schema.yaml"
