@@ -44,6 +44,9 @@ which R(Z) opposes, so the two must leave together). When they leave varies with
 with the rounding: in exploratory runs (1 thread, the earlier per-step batch draw) seed 0 reached
 1.0 between 7000 and 8000 steps and seed 1 stood at 0.98 after 7000. The paper's settings (noise and
 augmentation 0.05, wd 1e-6) are slower still: 3000 x 512 gives ~0.61, 20000 x 256 no better.
+A cosine decay of the learning rate freezes the walls where they are (seeds 1 / 2: 0.736 /
+0.780, 1 thread); lr 2e-3 or augmentation 0.3 (seed 0, 7000 steps: 0.797 / 0.850) and width 96
+(faster steps, 0.929 after 7000) did not beat the defaults either.
 Lambda / eps / d_z / tau / width / input-scale / Fourier-feature / learning-rate variants did not
 help (inputs scaled to radius ~1.4-2.8 and Fourier features of scale 0.1 collapse to one
 direction, R = 3.2, under lambda 4000). ``--spiral-steps 30000 --spiral-batch 4096`` is Table
