@@ -8,8 +8,8 @@
 * :func:`train_joint` - the NMCE objective from the start (the paper's double spiral, Sec. 4.1).
 
 Every step takes the next batch of an epoch-wise shuffle (each sample once per epoch; the whole
-set when ``batch_size >= n``), makes two augmented views with the given augmenter, runs them through the
-network as one batch of ``2 m`` (as the authors' code) and applies the objective of
+set when ``batch_size >= n``), makes two augmented views with the given augmenter, runs them
+through the network as one batch of ``2 m`` (as the authors' code) and applies the objective of
 :mod:`basis_nmce.coding_rate` (``D = -mean cos(z, z')``; in stages 2-4 features are averaged over
 the views and renormalised, memberships averaged, both inside ``nmce_loss``).
 
