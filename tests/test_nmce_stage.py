@@ -164,6 +164,46 @@ def test_joint_and_zero_step_finetune(tmp_path, blobs):
         )
 
 
+def test_restarts_keep_the_least_violating_run_and_resume(tmp_path, blobs, monkeypatch):
+    """nmce.restarts trains the joint stage per seed and keeps the smallest D (here in this
+    process: the test runs with one torch thread, so one worker); a killed run resumes every
+    restart from its own checkpoint, and the checkpoints go once the outputs exist."""
+    prepared, features = blobs
+    monkeypatch.setattr(stages.torch, "get_num_threads", lambda: 1)
+    cfg = _config({"joint": True, "restarts": 3, "finetune": {"steps": 4}})
+    out = tmp_path / "j/embedding.npz"
+    ckpt = tmp_path / "checkpoints/checkpoint.pt"
+    real_save = stages.save_npz
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stages, "save_npz", die)
+    with pytest.raises(KeyboardInterrupt):
+        stages.run_nmce_finetune(_params(cfg, "nmce_finetune"), features, prepared, None, out, ckpt)
+    assert sorted(p.name for p in ckpt.parent.glob("*.pt")) == [
+        f"checkpoint.restart{k}.pt" for k in range(3)
+    ]
+    monkeypatch.setattr(stages, "save_npz", real_save)
+    stages.run_nmce_finetune(_params(cfg, "nmce_finetune"), features, prepared, None, out, ckpt)
+    meta = json.loads(out.with_suffix(".json").read_text())
+    runs = meta["restarts"]
+    assert [r["seed"] for r in runs] == [0, 1, 2] and meta["resumed_from"] == 4
+    best = min(runs, key=lambda r: (-r["clusters_used"], r["violation"], r["final_loss"]))
+    assert meta["kept_seed"] == best["seed"]
+    assert not list(ckpt.parent.iterdir())
+    # the kept restart is the model written: restarting once with its seed gives the same
+    once = _config({"joint": True, "finetune": {"steps": 4}})
+    params = _params(once, "nmce_finetune")
+    params["seed"] = best["seed"]
+    stages.run_nmce_finetune(params, features, prepared, None, tmp_path / "o/embedding.npz")
+    np.testing.assert_allclose(
+        load_npz(out)["test"], load_npz(tmp_path / "o/embedding.npz")["test"]
+    )
+    # stage 1 trains once whatever restarts says, and does not depend on it
+    assert "restarts" not in _params(cfg, "nmce_tcr")["nmce"]
+
+
 def test_checkpoint_is_resumed_and_discarded_when_settings_change(tmp_path, blobs, monkeypatch):
     prepared, features = blobs
     cfg = _config()

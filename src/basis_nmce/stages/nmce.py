@@ -15,6 +15,12 @@ Every stage writes, in its output folder: ``embedding.npz`` (``train`` / ``test`
 can score (:func:`run_evaluate_nmce`). Inputs: vector data (network ``mlp``) are the
 ``features`` of the rule's kind; image networks take the prepared images scaled to [0, 1].
 
+Restarts: ``nmce.restarts`` > 1 trains the stage that starts the cluster head (``nmce_cluster``,
+or ``nmce_finetune`` with ``joint``) that many times with seeds ``seed, seed + 1, ...``, on up
+to the rule's threads in parallel processes, and keeps the restart whose hard assignments break
+the augmentation constraint least (:mod:`basis_nmce.nmce.restarts`; labels are never read).
+Other stages train once.
+
 Checkpoints: with ``checkpoint`` set the library writes its full state every
 ``checkpoint_every`` steps and a rerun resumes it. A JSON sidecar records what the checkpoint
 was started from (the stage's settings, the input model's hash, the data's shape); a checkpoint
@@ -25,6 +31,7 @@ checkpoint is removed once the stage's outputs exist.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import logging
@@ -59,6 +66,7 @@ from ..nmce import (
     train_joint,
     train_tcr,
 )
+from ..nmce.restarts import restart_checkpoint, train_restarts
 from .evaluate import record_inputs, write_evaluation
 
 log = logging.getLogger(__name__)
@@ -167,6 +175,11 @@ def new_network(nmce: dict[str, Any], in_shape, n_clusters: int, seed: int) -> N
         )
     except ValueError as exc:
         raise ConfigError(f"nmce.network: {exc}") from exc
+
+
+def _saved_network(path: Path, seed: int) -> NMCENet:
+    """The model saved at ``path`` (every restart of stage 2 starts from it; ``seed`` unused)."""
+    return load_network(path)[0]
 
 
 def write_log(path: Path, history: list[dict[str, Any]]) -> None:
@@ -279,13 +292,55 @@ def _train(
     t0 = time.perf_counter()
     history: list[dict[str, Any]] = []
     resumed, train_seconds = 0, 0.0
+    restarts = int(nmce.get("restarts", 1)) if joint or stage == "cluster" else 1
+    checkpoints = [restart_checkpoint(checkpoint, k, restarts) for k in range(restarts)]
+    kept: dict[str, Any] = {}
     if steps > 0:
         cfg = train_config(nmce, stage, seed, params["device"])
-        _checkpoint_guard(checkpoint, _run_key(params, model_in, x_tr))
+        for path in checkpoints:
+            _checkpoint_guard(path, _run_key(params, model_in, x_tr))
         fn = {"tcr": train_tcr, "cluster": train_cluster, "finetune": train_finetune}[stage]
         if joint:
             fn = train_joint
-        res = fn(model, x_tr, augmenter_from(nmce), cfg, checkpoint=checkpoint)
+        if restarts == 1:
+            res = fn(model, x_tr, augmenter_from(nmce), cfg, checkpoint=checkpoint)
+        else:
+            if joint:
+                make = functools.partial(
+                    build_network,
+                    nmce["network"],
+                    tuple(x_tr.shape[1:]),
+                    int(nmce["feature_dim"]),
+                    n_clusters,
+                    **(nmce.get("network_options") or {}),
+                )
+            else:
+                make = functools.partial(_saved_network, Path(model_in))
+            model, runs = train_restarts(
+                fn,
+                make,
+                x_tr,
+                augmenter_from(nmce),
+                cfg,
+                restarts=restarts,
+                workers=min(restarts, torch.get_num_threads()),
+                checkpoint=checkpoint,
+            )
+            best = min(runs, key=lambda r: r.rank_key)
+            res = best.result
+            kept = {
+                "kept_seed": best.seed,
+                "restarts": [
+                    {
+                        "seed": r.seed,
+                        "violation": r.violation,
+                        "clusters_used": r.clusters_used,
+                        "final_loss": r.result.last.get("loss"),
+                        "seconds": r.result.seconds,
+                    }
+                    for r in runs
+                ],
+            }
         history, resumed, train_seconds = res.history, res.resumed_at, res.seconds
     model.eval()
     wall = time.perf_counter() - t0
@@ -311,14 +366,16 @@ def _train(
         "nmce": nmce,
         "seconds": train_seconds,  # training time, earlier runs of a resumed job included
         "wall_seconds": wall,  # this run's training
+        **kept,  # with nmce.restarts > 1: each restart's D and the seed kept
     }
     write_log(folder / "log.csv", history)
     save_network(folder / "model.pt", model, {k: meta[k] for k in ("method", "stage", "steps")})
     save_npz(out, **arrays)
     write_json(out.with_suffix(".json"), meta)
-    if checkpoint is not None:
-        Path(checkpoint).unlink(missing_ok=True)
-        Path(checkpoint).with_suffix(".json").unlink(missing_ok=True)
+    for path in checkpoints:
+        if path is not None:
+            path.unlink(missing_ok=True)
+            path.with_suffix(".json").unlink(missing_ok=True)
     log.info(
         "%s: %d steps (resumed from %d) in %.1fs, final loss %s",
         method,

@@ -1,0 +1,223 @@
+"""Independent restarts of a training stage, kept by the constraint functional D (NMCE Sec. 3).
+
+NMCE's identifiability argument (Sec. 3): a constraint functional ``D(f)`` is 0 exactly for the
+cluster assignments ``f`` that keep every point and its augmentations in one cluster, and every
+such ``f`` with the right number of clusters is the correct clustering. A run that ends in a
+poor local minimum breaks that constraint somewhere: on the double spiral it keeps label flips
+("walls") along an arm, and the points at a wall have augmented copies across the cluster
+boundary. :func:`assignment_violation` measures ``D`` for the hard assignments on the training
+data, without labels; :func:`train_restarts` trains independent restarts (in parallel worker
+processes when asked) and keeps, among those that use the most clusters (a collapsed run puts
+everything in one cluster and has ``D = 0`` trivially), the one with the smallest ``D`` (ties:
+the lower final loss, then the earlier restart), as k-means keeps the best of its ``n_init``
+starts by its own objective.
+
+Restart ``k`` uses seed ``config.seed + k`` for the network's initialisation and for every
+generator of the stage, so restart 0 is the run that ``restarts=1`` gives.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from basis_nmce.augment import Augmenter
+from basis_nmce.errors import ConfigError
+from basis_nmce.nmce.networks import NMCENet
+from basis_nmce.nmce.train import TrainConfig, TrainResult
+
+__all__ = ["Restart", "assignment_violation", "restart_checkpoint", "train_restarts"]
+
+log = logging.getLogger(__name__)
+
+StageFn = Callable[..., TrainResult]
+ModelFactory = Callable[..., NMCENet]
+
+
+def assignment_violation(
+    model: NMCENet,
+    x: Tensor,
+    augmenter: Augmenter,
+    *,
+    views: int = 4,
+    max_points: int = 20_000,
+    seed: int = 0,
+    batch: int = 4096,
+) -> float:
+    """Empirical ``D`` of the hard cluster assignments (NMCE Sec. 3): the fraction of pairs
+    (point, augmented copy) whose argmax cluster differs from the point's own, over ``views``
+    augmentations of at most ``max_points`` points (a seeded subsample). 0 when every sampled
+    point shares its cluster with all its copies."""
+    return _violation_and_clusters(model, x, augmenter, views, max_points, seed, batch)[0]
+
+
+@torch.no_grad()
+def _violation_and_clusters(
+    model: NMCENet,
+    x: Tensor,
+    augmenter: Augmenter,
+    views: int = 4,
+    max_points: int = 20_000,
+    seed: int = 0,
+    batch: int = 4096,
+) -> tuple[float, int]:
+    """(``D``, number of clusters that hold at least one of the sampled points)."""
+    if views < 1 or max_points < 1:
+        raise ConfigError(f"views and max_points must be >= 1, got {views}, {max_points}")
+    device = next(model.parameters()).device
+    g = torch.Generator().manual_seed(int(seed))
+    if x.shape[0] > max_points:
+        x = x[torch.randperm(x.shape[0], generator=g)[:max_points]]
+    was_training = model.training
+    model.eval()
+    flips = total = 0
+    used = torch.zeros(model.n_clusters, dtype=torch.bool)
+    try:
+        for i in range(0, x.shape[0], batch):
+            xb = x[i : i + batch]
+            own = model(xb.to(device))[1].argmax(dim=1)
+            used[own.unique().cpu()] = True
+            for _ in range(views):
+                other = model(augmenter(xb, generator=g).to(device))[1].argmax(dim=1)
+                flips += int((other != own).sum())
+                total += int(own.numel())
+    finally:
+        model.train(was_training)
+    return flips / total, int(used.sum())
+
+
+@dataclass
+class Restart:
+    """One restart: its seed, ``D`` of its final model and the number of clusters it uses (on
+    the sampled points), what its stage returned, and (with ``keep_states``) its final
+    ``state_dict``."""
+
+    index: int
+    seed: int
+    violation: float
+    clusters_used: int
+    result: TrainResult
+    state: dict[str, Tensor] | None = None
+
+    @property
+    def final_loss(self) -> float:
+        loss = self.result.last.get("loss")
+        return float("inf") if loss is None else float(loss)
+
+    @property
+    def rank_key(self) -> tuple[int, float, float, int]:
+        """Sort key of :func:`train_restarts`: most clusters used, then smallest ``D``, then
+        lowest final loss, then restart order."""
+        return (-self.clusters_used, self.violation, self.final_loss, self.index)
+
+
+def restart_checkpoint(checkpoint: str | Path | None, index: int, restarts: int) -> Path | None:
+    """Restart ``index``'s checkpoint: ``checkpoint`` itself for a single run, else
+    ``<stem>.restart<index><suffix>`` beside it."""
+    if checkpoint is None:
+        return None
+    path = Path(checkpoint)
+    if restarts == 1:
+        return path
+    return path.with_name(f"{path.stem}.restart{index}{path.suffix}")
+
+
+def _run_one(
+    stage_fn: StageFn,
+    make_model: ModelFactory,
+    x: Tensor,
+    augmenter: Augmenter,
+    config: TrainConfig,
+    checkpoint: Path | None,
+    threads: int | None,
+    views: int,
+    points: int,
+) -> tuple[dict[str, Tensor], TrainResult, float, int]:
+    if threads is not None:
+        torch.set_num_threads(threads)
+    model = make_model(seed=config.seed)
+    result = stage_fn(model, x, augmenter, config, checkpoint=checkpoint)
+    d, used = _violation_and_clusters(model, x, augmenter, views, points, config.seed)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return state, result, d, used
+
+
+def train_restarts(
+    stage_fn: StageFn,
+    make_model: ModelFactory,
+    x: Tensor,
+    augmenter: Augmenter,
+    config: TrainConfig,
+    *,
+    restarts: int = 1,
+    workers: int = 1,
+    threads: int | None = None,
+    checkpoint: str | Path | None = None,
+    violation_views: int = 4,
+    violation_points: int = 20_000,
+    keep_states: bool = False,
+) -> tuple[NMCENet, list[Restart]]:
+    """Train ``restarts`` independent runs of ``stage_fn`` (e.g. ``train_joint``) and return the
+    model with the smallest :func:`assignment_violation` on ``x``, and every restart's summary
+    (in restart order; with ``keep_states`` each holds its final ``state_dict``).
+
+    ``make_model(seed=s)`` builds restart's fresh model (for a stage that starts from a trained
+    model, a factory that loads it). ``workers > 1`` runs the restarts in that many spawned
+    processes with ``threads`` torch threads each (default: this process's count divided by
+    ``workers``); ``stage_fn``, ``make_model`` and ``augmenter`` must then be picklable
+    (module-level functions, ``functools.partial``). Checkpoints: :func:`restart_checkpoint`.
+    """
+    if restarts < 1 or workers < 1:
+        raise ConfigError(f"restarts and workers must be >= 1, got {restarts}, {workers}")
+    workers = min(workers, restarts)
+    if threads is None and workers > 1:
+        threads = max(1, torch.get_num_threads() // workers)
+    jobs = [
+        (
+            stage_fn,
+            make_model,
+            x,
+            augmenter,
+            replace(config, seed=config.seed + k),
+            restart_checkpoint(checkpoint, k, restarts),
+            threads,
+            violation_views,
+            violation_points,
+        )
+        for k in range(restarts)
+    ]
+    t0 = time.perf_counter()
+    if workers == 1:
+        outcomes = [_run_one(*job) for job in jobs]
+    else:
+        ctx = multiprocessing.get_context("spawn")  # fork after OpenMP has started can hang
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            outcomes = list(pool.map(_run_one, *zip(*jobs, strict=True)))
+    runs = [
+        Restart(k, config.seed + k, d, used, result, state if keep_states else None)
+        for k, (state, result, d, used) in enumerate(outcomes)
+    ]
+    best = min(runs, key=lambda r: r.rank_key)
+    for r in runs:
+        log.info(
+            "restart %d (seed %d): D %.2e, %d clusters used, final loss %.4g%s",
+            r.index,
+            r.seed,
+            r.violation,
+            r.clusters_used,
+            r.final_loss,
+            "  <- kept" if r is best else "",
+        )
+    log.info("%d restarts on %d worker(s) in %.1fs", restarts, workers, time.perf_counter() - t0)
+    model = make_model(seed=best.seed)
+    model.load_state_dict(outcomes[best.index][0])
+    model.eval()
+    return model, runs
