@@ -57,7 +57,7 @@ def test_violation_subsamples_and_validates():
 BLOBS = torch.cat([torch.full((200, 1), -1.0), torch.full((200, 1), 1.0)]) + 0.05 * torch.randn(
     400, 2, generator=torch.Generator().manual_seed(4)
 )
-OFFSETS = {0: 1.0, 1: 9.0, 2: 0.0}
+OFFSETS = {0: 1.0, 1: 9.0, 2: 0.0, 3: 1.0, 4: 0.0}
 
 
 def fake_stage(model, x, augmenter, config, checkpoint=None):
@@ -83,6 +83,15 @@ def test_the_restart_with_all_clusters_and_least_violation_is_kept(restarts, kep
     best = min(runs, key=lambda r: r.rank_key)
     assert best.index == kept
     assert model.cluster_head.bias[0].item() == -OFFSETS[kept]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_no_restart_runs_after_one_that_satisfies_the_constraint(workers):
+    aug = make_augmenter("noise", std=0.05)
+    _, runs = train_restarts(
+        fake_stage, make_half_plane, BLOBS, aug, TrainConfig(seed=2), restarts=3, workers=workers
+    )
+    assert [r.seed for r in runs] == [2]  # seed 2 separates the blobs: seeds 3, 4 never run
 
 
 def test_parallel_restarts_equal_sequential_ones(tmp_path):

@@ -9,8 +9,8 @@ boundary. :func:`assignment_violation` measures ``D`` for the hard assignments o
 data, without labels; :func:`train_restarts` trains independent restarts (in parallel worker
 processes when asked) and keeps, among those that use the most clusters (a collapsed run puts
 everything in one cluster and has ``D = 0`` trivially), the one with the smallest ``D`` (ties:
-the lower final loss, then the earlier restart), as k-means keeps the best of its ``n_init``
-starts by its own objective.
+the earlier restart), as k-means keeps the best of its ``n_init`` starts by its own objective.
+It stops at the first restart that uses every cluster with ``D = 0``.
 
 Restart ``k`` uses seed ``config.seed + k`` for the network's initialisation and for every
 generator of the stage, so restart 0 is the run that ``restarts=1`` gives.
@@ -25,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -113,10 +114,10 @@ class Restart:
         return float("inf") if loss is None else float(loss)
 
     @property
-    def rank_key(self) -> tuple[int, float, float, int]:
+    def rank_key(self) -> tuple[int, float, int]:
         """Sort key of :func:`train_restarts`: most clusters used, then smallest ``D``, then
-        lowest final loss, then restart order."""
-        return (-self.clusters_used, self.violation, self.final_loss, self.index)
+        restart order."""
+        return (-self.clusters_used, self.violation, self.index)
 
 
 def restart_checkpoint(checkpoint: str | Path | None, index: int, restarts: int) -> Path | None:
@@ -150,6 +151,11 @@ def _run_one(
     return state, result, d, used
 
 
+def _satisfied(outcome: tuple[Any, Any, float, int], n_clusters: int) -> bool:
+    """D = 0 with every cluster used: no later restart can be kept over this one."""
+    return outcome[2] == 0.0 and outcome[3] == n_clusters
+
+
 def train_restarts(
     stage_fn: StageFn,
     make_model: ModelFactory,
@@ -165,9 +171,15 @@ def train_restarts(
     violation_points: int = 20_000,
     keep_states: bool = False,
 ) -> tuple[NMCENet, list[Restart]]:
-    """Train ``restarts`` independent runs of ``stage_fn`` (e.g. ``train_joint``) and return the
-    model with the smallest :func:`assignment_violation` on ``x``, and every restart's summary
-    (in restart order; with ``keep_states`` each holds its final ``state_dict``).
+    """Train up to ``restarts`` independent runs of ``stage_fn`` (e.g. ``train_joint``) and
+    return the model kept (:attr:`Restart.rank_key`: most clusters used, then the smallest
+    :func:`assignment_violation` on ``x``, then the earliest) and the summary of every restart
+    that ran (in restart order; with ``keep_states`` each holds its final ``state_dict``).
+
+    Restarts are taken in order, and none after the first that uses every cluster with
+    ``D = 0``: no later one could be kept over it. So the result does not depend on
+    ``workers``; with ``workers > 1`` a later restart already running when that happens ends
+    unused.
 
     ``make_model(seed=s)`` builds restart's fresh model (for a stage that starts from a trained
     model, a factory that loads it). ``workers > 1`` runs the restarts in that many spawned
@@ -194,13 +206,24 @@ def train_restarts(
         )
         for k in range(restarts)
     ]
+    n_clusters = make_model(seed=config.seed).n_clusters
     t0 = time.perf_counter()
+    outcomes: list[tuple[dict[str, Tensor], TrainResult, float, int]] = []
     if workers == 1:
-        outcomes = [_run_one(*job) for job in jobs]
+        for job in jobs:
+            outcomes.append(_run_one(*job))
+            if _satisfied(outcomes[-1], n_clusters):
+                break
     else:
         ctx = multiprocessing.get_context("spawn")  # fork after OpenMP has started can hang
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            outcomes = list(pool.map(_run_one, *zip(*jobs, strict=True)))
+            futures = [pool.submit(_run_one, *job) for job in jobs]
+            for future in futures:  # in restart order, so the kept one is deterministic
+                outcomes.append(future.result())
+                if _satisfied(outcomes[-1], n_clusters):
+                    for later in futures[len(outcomes) :]:
+                        later.cancel()  # not started yet; running ones end with the pool
+                    break
     runs = [
         Restart(k, config.seed + k, d, used, result, state if keep_states else None)
         for k, (state, result, d, used) in enumerate(outcomes)
