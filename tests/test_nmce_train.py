@@ -66,6 +66,24 @@ def test_deterministic_under_seed(stage):
     assert not same(runs[0][0], params(other))
 
 
+@pytest.mark.parametrize("stage", [train_joint, train_cluster])
+def test_zero_cluster_head_starts_from_uniform_memberships(stage):
+    """cluster_head_init zeros: every head parameter starts at 0, so after one Adam step of lr
+    1e-3 none exceeds 1e-3 (the default init draws them up to 1/sqrt(16) = 0.25)."""
+    model = small_net()
+    stage(model, X, NOISE, cfg(steps=1, lr=1e-3, cluster_head_init="zeros"))
+    head = torch.cat([p.detach().flatten() for p in model.cluster_head.parameters()])
+    assert head.abs().max() <= 1.001e-3
+    default = small_net()
+    stage(default, X, NOISE, cfg(steps=1, lr=1e-3))
+    assert (
+        torch.cat([p.detach().flatten() for p in default.cluster_head.parameters()]).abs().max()
+        > 0.01
+    )
+    with pytest.raises(ConfigError, match="cluster_head_init"):
+        cfg(cluster_head_init="ones")
+
+
 def test_history_records_stats():
     result = train_joint(small_net(), X, NOISE, cfg(steps=4, log_every=2))
     assert [r["step"] for r in result.history] == [2, 4]

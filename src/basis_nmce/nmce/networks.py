@@ -273,6 +273,12 @@ class NMCENet(nn.Module):
     def reset_cluster_head(self, generator: torch.Generator | None = None) -> None:
         self.cluster_head.reset(generator)
 
+    def zero_cluster_head(self) -> None:
+        """Cluster head weights and bias 0: every logit 0, uniform memberships."""
+        with torch.no_grad():
+            self.cluster_head.weight.zero_()
+            self.cluster_head.bias.zero_()
+
 
 # --------------------------------------------------------------------------- factory
 

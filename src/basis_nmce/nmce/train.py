@@ -78,8 +78,11 @@ class TrainConfig:
     head's own optimiser (None: same as ``lr`` / ``weight_decay``). ``optimizer``: ``adam``,
     ``adamw``, ``sgd`` or ``lars`` (with ``base_batch_size`` the lr is scaled by
     ``batch_size / base_batch_size``). ``schedule``: ``constant`` or ``cosine``, both with
-    ``warmup_steps`` of linear warm-up. ``collapse_patience``: steps of collapse before
-    stopping (None: never).
+    ``warmup_steps`` of linear warm-up. ``cluster_head_init``: how a stage that starts the
+    cluster head (``joint``, ``cluster``) initialises it - ``default`` (PyTorch's, as the
+    authors' code) or ``zeros`` (uniform memberships at step 0, so the first partition is
+    learnt rather than a random hyperplane of the untrained trunk). ``collapse_patience``: steps
+    of collapse before stopping (None: never).
     """
 
     steps: int = 1000
@@ -102,6 +105,7 @@ class TrainConfig:
     cluster_lr: float | None = None
     cluster_weight_decay: float | None = None
     reset_feature_head: bool = True
+    cluster_head_init: str = "default"
     grad_clip: float | None = None
     seed: int = 0
     device: str = "cpu"
@@ -121,6 +125,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.lam < 0 or self.weight_decay < 0:
             raise ConfigError(f"lam and weight_decay must be >= 0: {self.lam}, {self.weight_decay}")
+        if self.cluster_head_init not in ("default", "zeros"):
+            raise ConfigError(
+                f"cluster_head_init must be default or zeros, got {self.cluster_head_init!r}"
+            )
         if self.tcr_mode not in ("mean_of_views", "view_mean"):
             raise ConfigError(f"tcr_mode must be mean_of_views or view_mean: {self.tcr_mode!r}")
         if self.log_every < 1 or self.checkpoint_every < 0:
@@ -284,6 +292,8 @@ def _train(
         if cfg.reset_feature_head:  # stage 2 re-initialises the projection (the code does so)
             model.reset_feature_head(init)
         model.reset_cluster_head(init)
+    if stage in ("joint", "cluster") and cfg.cluster_head_init == "zeros":
+        model.zero_cluster_head()
 
     g_aug = _generator(cfg.seed, 1, device)
     g_gumbel = _generator(cfg.seed, 2, device)

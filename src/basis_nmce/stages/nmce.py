@@ -122,6 +122,7 @@ def train_config(nmce: dict[str, Any], stage: str, seed: int, device: str) -> Tr
         cluster_lr=st["cluster_lr"],
         cluster_weight_decay=st["cluster_weight_decay"],
         reset_feature_head=bool(nmce.get("reset_feature_head", True)),
+        cluster_head_init=nmce.get("cluster_head_init", "default"),
         grad_clip=st["grad_clip"],
         seed=int(seed),
         device=str(resolve_device(device)),

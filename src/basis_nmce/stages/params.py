@@ -30,7 +30,14 @@ REFERENCE_KEYS = ("batch_size", "anchor_strategy", "anchors_per_cluster", "n_anc
 NMCE_METHODS = ("nmce_tcr", "nmce_cluster", "nmce_finetune")
 # The nmce keys each NMCE stage depends on (a later stage also depends on its input model).
 NMCE_LATER_KEYS = {
-    "nmce_tcr": ("cluster", "finetune", "joint", "reset_feature_head", "restarts"),
+    "nmce_tcr": (
+        "cluster",
+        "finetune",
+        "joint",
+        "reset_feature_head",
+        "restarts",
+        "cluster_head_init",
+    ),
     "nmce_cluster": ("finetune", "joint"),
     "nmce_finetune": (),
 }
