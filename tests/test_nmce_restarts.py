@@ -30,22 +30,23 @@ def test_violation_of_a_half_plane_matches_the_gaussian_formula():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(20_000, 2, generator=g) * 2 - 1
     s = 0.1
-    d = assignment_violation(half_plane_net(), x, make_augmenter("noise", std=s), views=8)
-    assert d == pytest.approx(s / math.sqrt(2 * math.pi), abs=3e-3)
+    d, used = assignment_violation(half_plane_net(), x, make_augmenter("noise", std=s), views=8)
+    assert d == pytest.approx(s / math.sqrt(2 * math.pi), abs=3e-3) and used == 2
 
 
 def test_violation_is_zero_without_augmentation_or_boundary():
     x = torch.randn(500, 2, generator=torch.Generator().manual_seed(1))
     net = build_network("mlp", (2,), 3, 2, seed=0, width=8, depth=2)
-    assert assignment_violation(net, x, make_augmenter("noise", std=0.0)) == 0.0
-    # a boundary far from the data: no point's copies cross it
-    assert assignment_violation(half_plane_net(50.0), x, make_augmenter("noise", std=0.1)) == 0.0
+    assert assignment_violation(net, x, make_augmenter("noise", std=0.0)).fraction == 0.0
+    # a boundary far from the data: no point's copies cross it, and one cluster is used
+    far = assignment_violation(half_plane_net(50.0), x, make_augmenter("noise", std=0.1))
+    assert far == (0.0, 1)
 
 
 def test_violation_subsamples_and_validates():
     x = torch.randn(300, 2, generator=torch.Generator().manual_seed(2))
     aug = make_augmenter("noise", std=0.3)
-    d = assignment_violation(half_plane_net(), x, aug, max_points=50, views=2, seed=3)
+    d = assignment_violation(half_plane_net(), x, aug, max_points=50, views=2, seed=3).fraction
     assert d * 100 == pytest.approx(round(d * 100))  # 50 points x 2 views
     with pytest.raises(ConfigError, match="views"):
         assignment_violation(half_plane_net(), x, aug, views=0)

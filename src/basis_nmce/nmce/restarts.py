@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -35,7 +35,7 @@ from basis_nmce.errors import ConfigError
 from basis_nmce.nmce.networks import NMCENet
 from basis_nmce.nmce.train import TrainConfig, TrainResult
 
-__all__ = ["Restart", "assignment_violation", "restart_checkpoint", "train_restarts"]
+__all__ = ["Restart", "Violation", "assignment_violation", "restart_checkpoint", "train_restarts"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,14 @@ StageFn = Callable[..., TrainResult]
 ModelFactory = Callable[..., NMCENet]
 
 
+class Violation(NamedTuple):
+    """:func:`assignment_violation`'s result."""
+
+    fraction: float  # D: pairs (point, augmented copy) in different clusters
+    clusters_used: int  # clusters holding at least one of the sampled points
+
+
+@torch.no_grad()
 def assignment_violation(
     model: NMCENet,
     x: Tensor,
@@ -52,25 +60,11 @@ def assignment_violation(
     max_points: int = 20_000,
     seed: int = 0,
     batch: int = 4096,
-) -> float:
+) -> Violation:
     """Empirical ``D`` of the hard cluster assignments (NMCE Sec. 3): the fraction of pairs
     (point, augmented copy) whose argmax cluster differs from the point's own, over ``views``
-    augmentations of at most ``max_points`` points (a seeded subsample). 0 when every sampled
-    point shares its cluster with all its copies."""
-    return _violation_and_clusters(model, x, augmenter, views, max_points, seed, batch)[0]
-
-
-@torch.no_grad()
-def _violation_and_clusters(
-    model: NMCENet,
-    x: Tensor,
-    augmenter: Augmenter,
-    views: int = 4,
-    max_points: int = 20_000,
-    seed: int = 0,
-    batch: int = 4096,
-) -> tuple[float, int]:
-    """(``D``, number of clusters that hold at least one of the sampled points)."""
+    augmentations of at most ``max_points`` points (a seeded subsample), and how many clusters
+    those points use. ``D`` is 0 when every sampled point shares its cluster with its copies."""
     if views < 1 or max_points < 1:
         raise ConfigError(f"views and max_points must be >= 1, got {views}, {max_points}")
     device = next(model.parameters()).device
@@ -92,7 +86,7 @@ def _violation_and_clusters(
                 total += int(own.numel())
     finally:
         model.train(was_training)
-    return flips / total, int(used.sum())
+    return Violation(flips / total, int(used.sum()))
 
 
 @dataclass
@@ -146,7 +140,9 @@ def _run_one(
         torch.set_num_threads(threads)
     model = make_model(seed=config.seed)
     result = stage_fn(model, x, augmenter, config, checkpoint=checkpoint)
-    d, used = _violation_and_clusters(model, x, augmenter, views, points, config.seed)
+    d, used = assignment_violation(
+        model, x, augmenter, views=views, max_points=points, seed=config.seed
+    )
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return state, result, d, used
 
