@@ -107,7 +107,7 @@ from basis_nmce.coding_rate import eps_from_authors_code
 from basis_nmce.data.toys import OPTIONS, generate
 from basis_nmce.metrics import clustering_scores
 from basis_nmce.nmce.networks import build_network
-from basis_nmce.nmce.restarts import train_restarts
+from basis_nmce.nmce.restarts import kept_restart, train_restarts
 from basis_nmce.nmce.train import (
     TrainConfig,
     embed,
@@ -190,7 +190,7 @@ def spiral(args: argparse.Namespace) -> list[Row]:
         f"noise {args.spiral_noise} / aug {args.spiral_aug}"
     )
     split = f"train {len(x)} (seed 0) / test 4096 (seed 1000)"
-    best = min(runs, key=lambda r: r.rank_key)
+    best = kept_restart(runs)
     rows = []
     for r in runs if restarts > 1 else []:
         m = make_model(seed=r.seed)

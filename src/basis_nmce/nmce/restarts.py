@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -35,7 +35,14 @@ from basis_nmce.errors import ConfigError
 from basis_nmce.nmce.networks import NMCENet
 from basis_nmce.nmce.train import TrainConfig, TrainResult
 
-__all__ = ["Restart", "Violation", "assignment_violation", "restart_checkpoint", "train_restarts"]
+__all__ = [
+    "Restart",
+    "Violation",
+    "assignment_violation",
+    "kept_restart",
+    "restart_checkpoint",
+    "train_restarts",
+]
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +99,14 @@ def assignment_violation(
 @dataclass
 class Restart:
     """One restart: its seed, ``D`` of its final model and the number of clusters it uses (on
-    the sampled points), what its stage returned, and (with ``keep_states``) its final
-    ``state_dict``."""
+    the sampled points) out of the model's ``n_clusters``, what its stage returned, and (with
+    ``keep_states``) its final ``state_dict``."""
 
     index: int
     seed: int
     violation: float
     clusters_used: int
+    n_clusters: int
     result: TrainResult
     state: dict[str, Tensor] | None = None
 
@@ -113,6 +121,16 @@ class Restart:
         restart order."""
         return (-self.clusters_used, self.violation, self.index)
 
+    @property
+    def satisfied(self) -> bool:
+        """``D = 0`` with every cluster used: no later restart can be kept over this one."""
+        return self.violation == 0.0 and self.clusters_used == self.n_clusters
+
+
+def kept_restart(runs: list[Restart]) -> Restart:
+    """The restart :func:`train_restarts` keeps: the smallest :attr:`Restart.rank_key`."""
+    return min(runs, key=lambda r: r.rank_key)
+
 
 def restart_checkpoint(checkpoint: str | Path | None, index: int, restarts: int) -> Path | None:
     """Restart ``index``'s checkpoint: ``checkpoint`` itself for a single run, else
@@ -126,6 +144,7 @@ def restart_checkpoint(checkpoint: str | Path | None, index: int, restarts: int)
 
 
 def _run_one(
+    index: int,
     stage_fn: StageFn,
     make_model: ModelFactory,
     x: Tensor,
@@ -135,7 +154,7 @@ def _run_one(
     threads: int | None,
     views: int,
     points: int,
-) -> tuple[dict[str, Tensor], TrainResult, float, int]:
+) -> Restart:
     if threads is not None:
         torch.set_num_threads(threads)
     model = make_model(seed=config.seed)
@@ -144,12 +163,7 @@ def _run_one(
         model, x, augmenter, views=views, max_points=points, seed=config.seed
     )
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return state, result, d, used
-
-
-def _satisfied(outcome: tuple[Any, Any, float, int], n_clusters: int) -> bool:
-    """D = 0 with every cluster used: no later restart can be kept over this one."""
-    return outcome[2] == 0.0 and outcome[3] == n_clusters
+    return Restart(index, config.seed, d, used, model.n_clusters, result, state)
 
 
 def train_restarts(
@@ -190,6 +204,7 @@ def train_restarts(
         threads = max(1, torch.get_num_threads() // workers)
     jobs = [
         (
+            k,
             stage_fn,
             make_model,
             x,
@@ -202,29 +217,24 @@ def train_restarts(
         )
         for k in range(restarts)
     ]
-    n_clusters = make_model(seed=config.seed).n_clusters
     t0 = time.perf_counter()
-    outcomes: list[tuple[dict[str, Tensor], TrainResult, float, int]] = []
+    runs: list[Restart] = []
     if workers == 1:
         for job in jobs:
-            outcomes.append(_run_one(*job))
-            if _satisfied(outcomes[-1], n_clusters):
+            runs.append(_run_one(*job))
+            if runs[-1].satisfied:
                 break
     else:
         ctx = multiprocessing.get_context("spawn")  # fork after OpenMP has started can hang
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = [pool.submit(_run_one, *job) for job in jobs]
             for future in futures:  # in restart order, so the kept one is deterministic
-                outcomes.append(future.result())
-                if _satisfied(outcomes[-1], n_clusters):
-                    for later in futures[len(outcomes) :]:
+                runs.append(future.result())
+                if runs[-1].satisfied:
+                    for later in futures[len(runs) :]:
                         later.cancel()  # not started yet; running ones end with the pool
                     break
-    runs = [
-        Restart(k, config.seed + k, d, used, result, state if keep_states else None)
-        for k, (state, result, d, used) in enumerate(outcomes)
-    ]
-    best = min(runs, key=lambda r: r.rank_key)
+    best = kept_restart(runs)
     for r in runs:
         log.info(
             "restart %d (seed %d): D %.2e, %d clusters used, final loss %.4g%s",
@@ -237,6 +247,9 @@ def train_restarts(
         )
     log.info("%d restarts on %d worker(s) in %.1fs", restarts, workers, time.perf_counter() - t0)
     model = make_model(seed=best.seed)
-    model.load_state_dict(outcomes[best.index][0])
+    model.load_state_dict(best.state)
     model.eval()
+    if not keep_states:
+        for r in runs:
+            r.state = None
     return model, runs

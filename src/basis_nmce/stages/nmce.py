@@ -66,7 +66,7 @@ from ..nmce import (
     train_joint,
     train_tcr,
 )
-from ..nmce.restarts import restart_checkpoint, train_restarts
+from ..nmce.restarts import kept_restart, restart_checkpoint, train_restarts
 from .evaluate import record_inputs, write_evaluation
 
 log = logging.getLogger(__name__)
@@ -281,11 +281,11 @@ def _train(
         if model_in is not None and joint:
             log.info("nmce.joint: %s is not used, training from a fresh network", model_in)
         model_in = None
-        model = new_network(nmce, x_tr.shape[1:], n_clusters, seed)
+        make = functools.partial(new_network, nmce, tuple(x_tr.shape[1:]), n_clusters)
     else:
         if model_in is None:
             raise ConfigError(f"{method} starts from the previous stage's model: pass --model")
-        model, _ = load_network(model_in)
+        make = functools.partial(_saved_network, Path(model_in))
     out = Path(out)
     folder = out.parent
     folder.mkdir(parents=True, exist_ok=True)
@@ -293,7 +293,9 @@ def _train(
     t0 = time.perf_counter()
     history: list[dict[str, Any]] = []
     resumed, train_seconds = 0, 0.0
-    restarts = int(nmce.get("restarts", 1)) if joint or stage == "cluster" else 1
+    restarts = int(nmce.get("restarts", 1)) if (joint or stage == "cluster") and steps > 0 else 1
+    if restarts == 1:
+        model = make(seed=seed)
     checkpoints = [restart_checkpoint(checkpoint, k, restarts) for k in range(restarts)]
     kept: dict[str, Any] = {}
     if steps > 0:
@@ -306,17 +308,6 @@ def _train(
         if restarts == 1:
             res = fn(model, x_tr, augmenter_from(nmce), cfg, checkpoint=checkpoint)
         else:
-            if joint:
-                make = functools.partial(
-                    build_network,
-                    nmce["network"],
-                    tuple(x_tr.shape[1:]),
-                    int(nmce["feature_dim"]),
-                    n_clusters,
-                    **(nmce.get("network_options") or {}),
-                )
-            else:
-                make = functools.partial(_saved_network, Path(model_in))
             model, runs = train_restarts(
                 fn,
                 make,
@@ -327,7 +318,7 @@ def _train(
                 workers=min(restarts, torch.get_num_threads()),
                 checkpoint=checkpoint,
             )
-            best = min(runs, key=lambda r: r.rank_key)
+            best = kept_restart(runs)
             res = best.result
             kept = {
                 "kept_seed": best.seed,
