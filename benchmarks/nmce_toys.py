@@ -215,40 +215,27 @@ def spiral(args: argparse.Namespace, seed: int) -> list[Row]:
         f"noise {args.spiral_noise} / aug {args.spiral_aug}"
     )
     split = f"train {len(x)} (seed 0) / test 4096 (seed 1000)"
+    radius = np.linalg.norm(xt, axis=1)
+
+    def row(case: str, m: torch.nn.Module, schedule: str, seconds: float) -> Row:
+        pred = predict_clusters(m, xt_t).numpy()
+        zsim = true_cluster_zsim(embed(m, xt_t).numpy(), yt)
+        walls = label_walls(radius, yt, pred)
+        return Row(case, split, schedule, clustering_scores(yt, pred), zsim, seconds, walls)
+
     best = kept_restart(runs)
     rows = []
     for r in runs if restarts > 1 else []:
         m = make_model(seed=r.seed)
         m.load_state_dict(r.state)
-        pred = predict_clusters(m, xt_t).numpy()
-        rows.append(
-            Row(
-                f"  restart {r.index} (seed {r.seed}) D {r.violation:.1e}"
-                + (" kept" if r is best else ""),
-                split,
-                schedule,
-                clustering_scores(yt, pred),
-                true_cluster_zsim(embed(m, xt_t).numpy(), yt),
-                r.result.seconds,
-                label_walls(np.linalg.norm(xt, axis=1), yt, pred),
-            )
-        )
-    pred = predict_clusters(model, xt_t).numpy()
+        case = f"  restart {r.index} (seed {r.seed}) D {r.violation:.1e}"
+        rows.append(row(case + (" kept" if r is best else ""), m, schedule, r.result.seconds))
     kept = f"double spiral, seed {seed}" + (
         f" (kept 1 of {restarts})" if restarts > 1 else f" D {best.violation:.1e}"
     )
-    rows.insert(
-        0,
-        Row(
-            kept,
-            split,
-            schedule + (f", {restarts} restarts on {workers} processes" if restarts > 1 else ""),
-            clustering_scores(yt, pred),
-            true_cluster_zsim(embed(model, xt_t).numpy(), yt),
-            seconds,
-            label_walls(np.linalg.norm(xt, axis=1), yt, pred),
-        ),
-    )
+    if restarts > 1:
+        schedule += f", {restarts} restarts on {workers} processes"
+    rows.insert(0, row(kept, model, schedule, seconds))
     return rows
 
 
