@@ -44,6 +44,7 @@ from .eigensolvers import (
     sparse_smallest,
 )
 from .errors import ConfigError, DataError
+from .neighbours import exact_knn
 
 __all__ = [
     "EigensolverError",
@@ -64,8 +65,6 @@ SIGMA_MODES = ("local", "median", "fixed")
 SYMMETRIZE = ("sum", "mean", "max")
 LAPLACIANS = ("sym", "rw", "unnormalized")
 SOLVERS = ("auto", "dense", "sparse")
-#: elements of one distance chunk in :func:`knn` (2^25 float32 = 128 MiB)
-KNN_CHUNK_ELEMENTS = 1 << 25
 
 
 # --------------------------------------------------------------------------- helpers
@@ -106,30 +105,11 @@ def _check_k(n: int, k: int, name: str) -> None:
 def _knn_torch(
     x: torch.Tensor, k: int, chunk_size: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact kNN (self excluded) of the rows of ``x``: ``(distances, indices)`` tensors, ascending.
-
-    Squared distances ``||a||^2 + ||b||^2 - 2 a.b`` per row chunk (one matrix product) and
-    ``topk``; the data are centred first, which limits cancellation without changing distances.
-    """
-    n = x.shape[0]
-    _check_k(n, k, "n_neighbors")
-    x = x - x.mean(dim=0, keepdim=True)
-    sq = (x * x).sum(dim=1)
-    if chunk_size is None:
-        chunk_size = max(1, KNN_CHUNK_ELEMENTS // max(n, 1))
-    chunk_size = int(min(max(chunk_size, 1), n))
-    dist = torch.empty((n, k), dtype=x.dtype, device=x.device)
-    idx = torch.empty((n, k), dtype=torch.int64, device=x.device)
-    for start in range(0, n, chunk_size):
-        stop = min(n, start + chunk_size)
-        d2 = torch.addmm(sq[None, :], x[start:stop], x.T, beta=1.0, alpha=-2.0)
-        d2 += sq[start:stop, None]
-        rows = torch.arange(stop - start, device=x.device)
-        d2[rows, rows + start] = math.inf  # self excluded by index
-        vals, ind = torch.topk(d2, k, dim=1, largest=False, sorted=True)
-        dist[start:stop] = vals.clamp_min_(0).sqrt_()
-        idx[start:stop] = ind
-    return dist, idx
+    """Exact kNN (self excluded) of the rows of ``x``: ``(distances, indices)`` tensors, ascending
+    by distance then index; distances correct to the rounding of the true distance
+    (:func:`basis_nmce.neighbours.exact_knn`)."""
+    _check_k(x.shape[0], k, "n_neighbors")
+    return exact_knn(x, k, chunk_size)
 
 
 def _kernel_weights(
@@ -206,8 +186,10 @@ def knn(
 
     ``x``: numpy array or torch tensor ``(n, d)``. Rows are processed in chunks of
     ``chunk_size`` (default: about 2^25 distances per chunk), one matrix product and one ``topk``
-    each, so memory is O(chunk_size * n). Returns ``(distances, indices)``, ``(n, k)`` each,
-    ascending by distance; distances float64 for float64 input, else float32; indices int64.
+    each for the candidates, so memory is O(chunk_size * n); the candidates' distances are then
+    recomputed directly (:mod:`basis_nmce.neighbours`). Returns ``(distances, indices)``,
+    ``(n, k)`` each, ascending by distance then index; distances float64 for float64 input, else
+    float32 (the float64 distance rounded once); indices int64.
     """
     t = _as_tensor(x, _device(device))
     dist, idx = _knn_torch(t, int(k), chunk_size)
