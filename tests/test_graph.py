@@ -320,6 +320,28 @@ def test_drop_first_on_a_disconnected_graph_drops_the_trivial_vector(laplacian):
     assert np.corrcoef(yb[:, 0].numpy(), ys[0])[0, 1] > 0.999  # float32 kNN: a few ties differ
 
 
+@pytest.mark.parametrize("laplacian", ["sym", "rw", "unnormalized"])
+def test_kept_trivial_vector_comes_first_on_a_disconnected_graph(laplacian):
+    """drop_first=False, two components: column 0 is the trivial vector (BASiS aligns it by a
+    scale alone), column 1 the null vector orthogonal to it, for every solver."""
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(size=(300, 2)), rng.normal(size=(200, 2)) + 50])
+    W = affinity(x, n_neighbors=10)
+    deg = np.asarray(W.sum(axis=1)).ravel()
+    trivial = np.ones(len(x)) if laplacian == "unnormalized" else np.sqrt(deg)
+    for solver in ("dense", "sparse"):
+        y = spectral_embedding(x, 2, n_neighbors=10, laplacian=laplacian, solver=solver)
+        u = y.embedding.astype(np.float64)
+        if laplacian == "rw":
+            u = u * np.sqrt(deg)[:, None]
+        cos = u.T @ trivial / (np.linalg.norm(u, axis=0) * np.linalg.norm(trivial))
+        np.testing.assert_allclose(np.abs(cos), [1.0, 0.0], atol=1e-5)
+    yb, _ = batch_spectral_embedding(torch.as_tensor(x), 2, n_neighbors=10, laplacian=laplacian)
+    ub = yb.double().numpy() * (np.sqrt(deg)[:, None] if laplacian == "rw" else 1.0)
+    cos_b = ub[:, 0] @ trivial / (np.linalg.norm(ub[:, 0]) * np.linalg.norm(trivial))
+    assert abs(cos_b) > 1 - 1e-5
+
+
 def test_config_call_styles(five_blobs):
     x, _ = five_blobs
     cfg = {

@@ -27,6 +27,7 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
 from .align import apply_affine, ransac_affine
 from .anchors import ANCHOR_STRATEGIES, Reference, build_reference, rows
+from .batch_graph import batch_graph as derive_batch_graph
 from .errors import BasisNmceError, ConfigError, DataError
 from .graph import batch_spectral_embedding
 from .io import atomic_path, load_checkpoint, load_model, save_checkpoint, save_model
@@ -39,11 +40,16 @@ LOG_FIELDS = (
     "loss",
     "lr",
     "inlier_ratio",
+    "fallback",
     "residual",
+    "heldout_error",
     "condition",
     "rejected",
     "seconds",
 )
+#: below this median RANSAC inlier ratio the alignment is suspect, and fit() says so
+LOW_INLIER_RATIO = 0.5
+TOLERANCE_MODES = ("relative", "absolute")
 TRACE_BATCHES = 20  # batches whose anchor coordinates are kept (paper Fig. 3)
 
 
@@ -57,6 +63,8 @@ class BatchTarget:
     residual: float
     condition: float
     rejected: int
+    fallback: bool = False
+    heldout_error: float = math.nan
     translation: np.ndarray | None = None  # (K,) the affine map's offset b (Eq. 13)
     anchors_raw: np.ndarray | None = None  # (l, K) batch eigenvectors of the anchors
     anchors_aligned: np.ndarray | None = None  # (l, K) the same after the affine map
@@ -92,15 +100,25 @@ class AlignmentGuard:
 class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
     """Learn the leading Laplacian eigenvectors from aligned mini-batches (scikit-learn API).
 
-    Defaults are the paper's (Sec. 5.2, 7.3.3): kNN 50, sigma from the 7th neighbour, L_N,
-    batch 512, Adam 1e-4, 1000 iterations, MLP 256-512-512-256-K; RANSAC 100 hypotheses of
-    20 anchors, tolerance 0.1. ``n_anchors`` defaults to 25 per cluster (at most half a batch).
+    Defaults are the paper's (Sec. 5.2, 7.3.3) where it has one: kNN 50, sigma from the 7th
+    neighbour, L_N, batch 512, Adam 1e-4, 1000 iterations, MLP 256-512-512-256-K; RANSAC 100
+    hypotheses of 20 anchors. ``n_anchors`` defaults to 25 per cluster (at most half a batch).
 
-    ``recenter`` (ours; the paper is silent): every batch's exact non-trivial eigenvectors are
-    centred (orthogonal to ``D^1/2 1``), so the offsets ``b`` of their affine maps to the
-    reference (Eq. 13) estimate the reference's own offset, a sampling error of its one batch
-    that the network would otherwise learn. Their mean over the training batches, ``offset_``,
-    is subtracted by :meth:`transform`. ``False`` gives the paper's output.
+    Ours, where the paper is silent or its literal setting fails at K = 10 (README, "BASiS"):
+
+    * ``batch_graph``: ``derived`` builds each batch's graph at the density of the graph the
+      user means (``n_neighbors`` and ``sigma_neighbor`` over ``graph_size`` points, default
+      the ``fit`` data; :mod:`basis_nmce.batch_graph`); ``same_k`` is the paper's literal.
+    * ``ransac_tolerance_mode``: ``relative`` (default) takes ``ransac_tolerance`` as a fraction
+      of the reference anchors' RMS spread, so the inlier test means the same for any K and
+      batch size; ``absolute`` with ``ransac_tolerance=0.1`` is the paper's. A refit needs
+      ``ransac_min_inliers`` inliers (default 4 (K + 1)), else the map is fitted on all anchors
+      (counted as ``fallback`` in the log).
+    * With ``drop_first=False`` the trivial eigenvector (column 0) is aligned by a scale alone
+      and the others by an affine map of the others: ``[phi, 1]`` with a near-constant column
+      is ill-posed (:mod:`basis_nmce.align`).
+    * ``recenter``: the mean translation of the batches' maps, ``offset_``, is subtracted by
+      :meth:`transform` (see :meth:`fit`). ``False`` gives the paper's output.
     """
 
     def __init__(
@@ -125,7 +143,11 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         n_clusters: int | None = None,
         ransac_hypotheses: int = 100,
         ransac_sample: int = 20,
-        ransac_tolerance: float = 0.1,
+        ransac_tolerance: float = 0.3,
+        ransac_tolerance_mode: str = "relative",
+        ransac_min_inliers: int | None = None,
+        batch_graph: str = "derived",
+        graph_size: int | None = None,
         lr_decay: float = 1.0,
         recenter: bool = True,
         checkpoint_every: int = 100,
@@ -152,6 +174,10 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         self.ransac_hypotheses = ransac_hypotheses
         self.ransac_sample = ransac_sample
         self.ransac_tolerance = ransac_tolerance
+        self.ransac_tolerance_mode = ransac_tolerance_mode
+        self.ransac_min_inliers = ransac_min_inliers
+        self.batch_graph = batch_graph
+        self.graph_size = graph_size
         self.lr_decay = lr_decay
         self.recenter = recenter
         self.checkpoint_every = checkpoint_every
@@ -161,6 +187,8 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
     # ----------------------------------------------------------------- helpers
     @property
     def graph_kwargs(self) -> dict[str, Any]:
+        """The graph the user means (over ``graph_size`` points); batches use
+        :meth:`batch_graph_kwargs`."""
         return {
             "n_neighbors": self.n_neighbors,
             "sigma_mode": self.sigma_mode,
@@ -170,6 +198,11 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
             "laplacian": self.laplacian,
             "drop_first": self.drop_first,
         }
+
+    def batch_graph_kwargs(self, n: int) -> dict[str, Any]:
+        """The graph each batch is built with, for ``n`` training points (``batch_graph``)."""
+        m = min(int(self.batch_size), n)
+        return derive_batch_graph(self.graph_kwargs, m, int(self.graph_size or n), self.batch_graph)
 
     def _seed(self) -> int:
         return 0 if self.random_state is None else int(self.random_state)
@@ -182,11 +215,17 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
             raise ConfigError(
                 f"anchor_strategy {self.anchor_strategy!r}: choose one of {', '.join(ANCHOR_STRATEGIES)}"
             )
-        m = min(int(self.batch_size), n)
-        if m < self.n_neighbors + 1:
+        if self.ransac_tolerance_mode not in TOLERANCE_MODES:
             raise ConfigError(
-                f"batch_size {self.batch_size} (data: {n} points) must exceed n_neighbors "
-                f"{self.n_neighbors}"
+                f"ransac_tolerance_mode {self.ransac_tolerance_mode!r}: choose one of "
+                f"{', '.join(TOLERANCE_MODES)}"
+            )
+        m = min(int(self.batch_size), n)
+        k_b = self.batch_graph_kwargs(n)["n_neighbors"]
+        if m < k_b + 1:
+            raise ConfigError(
+                f"batch_size {self.batch_size} (data: {n} points) must exceed the batch graph's "
+                f"n_neighbors {k_b}"
             )
         n_anchors = self.n_anchors
         if n_anchors is None:
@@ -212,7 +251,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
             fresh = _skip_anchors(fresh, self._sorted_anchors)
             index = np.concatenate([anchors, fresh])
             xb = rows(x, index, self.device_)
-            phi, _ = batch_spectral_embedding(xb, self.n_components, **self.graph_kwargs)
+            phi, _ = batch_spectral_embedding(xb, self.n_components, **self.batch_graph_)
             gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
             res = ransac_affine(
                 phi[:l].double().cpu(),
@@ -220,6 +259,9 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
                 n_hypotheses=self.ransac_hypotheses,
                 sample_size=self.ransac_sample,
                 tolerance=self.ransac_tolerance,
+                relative=self.ransac_tolerance_mode == "relative",
+                min_inliers=self.ransac_min_inliers,
+                trivial_first=not self.drop_first,
                 generator=gen,
             )
             if self._guard.accept(res.residual, res.condition_number):
@@ -232,6 +274,8 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
                     residual=float(res.residual),
                     condition=float(res.condition_number),
                     rejected=attempt,
+                    fallback=res.fallback,
+                    heldout_error=float(res.heldout_error),
                     translation=res.transform[:, -1].double().cpu().numpy(),
                     anchors_raw=phi[:l].float().cpu().numpy() if traced else None,
                     anchors_aligned=target[:l].float().cpu().numpy() if traced else None,
@@ -304,6 +348,18 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         ``basis_reference`` stage); by default it is built here. ``checkpoint``: a file that is
         written every ``checkpoint_every`` steps and, when it exists and was written by the same
         settings on the same data, resumed from. ``log_csv``: the per-step training log.
+
+        ``recenter`` (why the mean translation estimates an offset): every batch's exact
+        eigenvectors, like the population eigenfunctions ``g``, are orthogonal to the trivial
+        eigenvector (``sum_i sqrt(d_i) phi_i = 0`` for L_N, ``sum_i d_i psi_i = 0`` for rw), in
+        the batch's own sample: a batch embeds as ``R_b (g - c_b)``, ``c_b`` the (degree-
+        weighted) sample mean of ``g`` that the constraint removes, and the reference as
+        ``R_r (g - c_r)``. The map of a batch onto the reference then translates by
+        ``b = R_r (c_b - c_r)``; the network learns ``R_r (g - c_r)``, and subtracting the mean
+        ``b`` over the batches leaves ``R_r (g - E[c_b])``. The weighting cancels: only the
+        batches and the reference obeying the same constraint matters. The anchors are in every
+        batch and in the reference, so their part of ``c_r`` stays; what goes is the sampling
+        offset of the reference's ``m - l`` other points.
         """
         x = _check_array(X, "X")
         n = len(x)
@@ -311,6 +367,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         self.device_ = resolve_device(self.device)
         torch.manual_seed(self._seed())
         self.n_features_in_ = x.shape[1]
+        self.batch_graph_ = self.batch_graph_kwargs(n)
         if reference is None:
             reference = build_reference(
                 x,
@@ -320,7 +377,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
                 strategy=self.anchor_strategy,
                 n_clusters=self._n_clusters(),
                 labels=None if y is None else np.asarray(y),
-                graph=self.graph_kwargs,
+                graph=self.batch_graph_,
                 seed=self._seed(),
             )
         ref = _check_reference(reference, n, m, self.n_components)
@@ -361,6 +418,21 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         self.anchor_trace_ = trace
         self.n_iter_ = len(history)
         self.rejected_batches_ = int(sum(h["rejected"] for h in history))
+        self.fallback_batches_ = int(sum(h["fallback"] for h in history))
+        self.median_inlier_ratio_ = (
+            float(np.median([h["inlier_ratio"] for h in history])) if history else math.nan
+        )
+        if self.median_inlier_ratio_ < LOW_INLIER_RATIO:
+            log.warning(
+                "BASiS: median RANSAC inlier ratio %.3f < %.1f (%d of %d batches fell back to "
+                "all anchors): the anchors' alignment is unreliable. With "
+                "ransac_tolerance_mode='absolute' the tolerance must suit K and the coordinates' "
+                "scale; 'relative' (default) does",
+                self.median_inlier_ratio_,
+                LOW_INLIER_RATIO,
+                self.fallback_batches_,
+                len(history),
+            )
         self.offset_ = (
             self._offset_sum / max(len(history), 1)
             if self.recenter
@@ -395,7 +467,9 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
                     "loss": float(loss.detach()),
                     "lr": lr_now,
                     "inlier_ratio": bt.inlier_ratio,
+                    "fallback": int(bt.fallback),
                     "residual": bt.residual,
+                    "heldout_error": bt.heldout_error,
                     "condition": bt.condition,
                     "rejected": bt.rejected,
                     "seconds": time.perf_counter() - t0,

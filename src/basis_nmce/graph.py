@@ -375,7 +375,7 @@ NULL_TOL = 1e-8  # eigenvalues of the symmetric operator this close to the small
 
 
 def _trivial_first(
-    vals: torch.Tensor, U: torch.Tensor, deg: torch.Tensor, kind: str
+    vals: torch.Tensor, U: torch.Tensor, deg: torch.Tensor, kind: str, min_overlap: float = 0.5
 ) -> torch.Tensor:
     """Rotate the smallest eigenspace so that its first vector is the trivial one.
 
@@ -392,7 +392,7 @@ def _trivial_first(
     u0 = (u0 / torch.linalg.norm(u0)).to(U.dtype)
     block = U[:, :tied]
     q = block.T @ u0  # coordinates of the trivial vector in the tied block
-    if float(torch.linalg.norm(q)) < 0.5:  # not in the block: the solver's order stands
+    if float(torch.linalg.norm(q)) < min_overlap:  # not in the block: the solver's order stands
         return U
     # Orthonormal basis of the block with q first: Householder reflection of e_1 onto q.
     q = q / torch.linalg.norm(q)
@@ -417,9 +417,14 @@ def _postprocess(
     drop_first: bool,
     diffusion_time: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Orthonormal eigenvectors ``U`` of the symmetric operator -> embedding coordinates."""
+    """Orthonormal eigenvectors ``U`` of the symmetric operator -> embedding coordinates.
+
+    The trivial eigenvector comes first even when eigenvalue 0 is repeated (a disconnected
+    graph): dropped with ``drop_first`` (the direction nearest to it, when K is smaller than
+    the number of components), else kept as the column BASiS aligns by a scale alone (only
+    when the tied block holds it: otherwise the solver's basis stands)."""
+    U = _trivial_first(vals, U, deg, kind, 0.5 if drop_first else 1.0 - 1e-6)
     if drop_first:
-        U = _trivial_first(vals, U, deg, kind)
         vals, U = vals[1:], U[:, 1:]
     n = U.shape[0]
     if kind == "unnormalized" or (kind == "sym" and diffusion_time is None):

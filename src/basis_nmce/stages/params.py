@@ -26,7 +26,14 @@ STAGES = (
     "report",
 )
 # The basis keys the reference depends on; the rest only matter to training.
-REFERENCE_KEYS = ("batch_size", "anchor_strategy", "anchors_per_cluster", "n_anchors")
+REFERENCE_KEYS = (
+    "batch_size",
+    "anchor_strategy",
+    "anchors_per_cluster",
+    "n_anchors",
+    "batch_graph",
+    "graph_size",
+)
 NMCE_METHODS = ("nmce_tcr", "nmce_cluster", "nmce_finetune")
 # The nmce keys each NMCE stage depends on (a later stage also depends on its input model).
 NMCE_LATER_KEYS = {
