@@ -342,6 +342,36 @@ def test_kept_trivial_vector_comes_first_on_a_disconnected_graph(laplacian):
     assert abs(cos_b) > 1 - 1e-5
 
 
+def test_authors_kernel_matches_their_construction(connected_3000):
+    """Independent route, as the BASiS code builds it: scikit-learn's kNN graph with the point
+    itself among its 10 neighbours, sigma_i = distance to the 7th other neighbour,
+    W_ij = exp(-(d_ij / sigma_i)^2) row by row, then (W + W^T) / 2."""
+    from sklearn.neighbors import NearestNeighbors
+
+    x = connected_3000[:400]
+    d, i = NearestNeighbors(n_neighbors=10).fit(x).kneighbors(x)  # column 0: the point itself
+    assert np.all(i[:, 0] == np.arange(len(x)))
+    sigma = d[:, 7]  # the 7th neighbour other than the point itself
+    w = np.zeros((len(x), len(x)))
+    rows = np.repeat(np.arange(len(x)), 10)
+    w[rows, i.ravel()] = np.exp(-((d / sigma[:, None]) ** 2)).ravel()
+    expected = (w + w.T) / 2
+    graph = {"n_neighbors": 10, "sigma_neighbor": 7, "kernel": "authors"}
+    np.testing.assert_allclose(affinity(x, **graph).toarray(), expected, rtol=1e-10, atol=1e-12)
+    dense = batch_affinity(torch.as_tensor(x), **graph).numpy()
+    np.testing.assert_allclose(dense, expected, rtol=1e-10, atol=1e-12)
+    # symmetrize overrides the kernel's own (W + W^T) / 2; the paper kernel has no self-loop
+    summed = affinity(x, **graph, symmetrize="sum").toarray()
+    np.testing.assert_allclose(summed, w + w.T, rtol=1e-10, atol=1e-12)
+    assert np.all(affinity(x, n_neighbors=10).diagonal() == 0)
+    res = spectral_embedding(x, 4, **graph)
+    np.testing.assert_allclose(res.embedding.T @ res.embedding / len(x), np.eye(4), atol=1e-5)
+    with pytest.raises(ConfigError, match="kernel"):
+        affinity(x, n_neighbors=10, kernel="author")
+    with pytest.raises(ConfigError, match="at least 2"):
+        affinity(x, n_neighbors=1, sigma_mode="fixed", sigma_value=1.0, kernel="authors")
+
+
 def test_config_call_styles(five_blobs):
     x, _ = five_blobs
     cfg = {

@@ -138,7 +138,8 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         *,
         sigma_mode: str = "local",
         sigma_value: float | None = None,
-        symmetrize: str = "sum",
+        symmetrize: str | None = None,
+        kernel: str = "paper",
         drop_first: bool = False,
         n_clusters: int | None = None,
         ransac_hypotheses: int = 100,
@@ -169,6 +170,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         self.sigma_mode = sigma_mode
         self.sigma_value = sigma_value
         self.symmetrize = symmetrize
+        self.kernel = kernel
         self.drop_first = drop_first
         self.n_clusters = n_clusters
         self.ransac_hypotheses = ransac_hypotheses
@@ -195,6 +197,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
             "sigma_neighbor": self.sigma_neighbor,
             "sigma_value": self.sigma_value,
             "symmetrize": self.symmetrize,
+            "kernel": self.kernel,
             "laplacian": self.laplacian,
             "drop_first": self.drop_first,
         }

@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 
 SIGMA_MODES = ("local", "median", "fixed")
 SYMMETRIZE = ("sum", "mean", "max")
+KERNELS = ("paper", "authors")
 LAPLACIANS = ("sym", "rw", "unnormalized")
 SOLVERS = ("auto", "dense", "sparse")
 
@@ -112,6 +113,11 @@ def _knn_torch(
     return exact_knn(x, k, chunk_size)
 
 
+def _other_neighbours(n_neighbors: int, kernel: str) -> int:
+    """Edges to other points per node: k (paper), k - 1 (authors: the point itself counts)."""
+    return int(n_neighbors) - int(kernel == "authors")
+
+
 def _kernel_weights(
     dist: torch.Tensor,
     idx: torch.Tensor,
@@ -120,40 +126,77 @@ def _kernel_weights(
     sigma_mode: str,
     sigma_neighbor: int,
     sigma_value: float | None,
+    kernel: str = "paper",
 ) -> torch.Tensor:
-    """Gaussian weights (Eq. 1) of the ``n_neighbors`` edges of each node, float64 ``(n, k)``."""
+    """Gaussian weights (Eq. 1) of each node's edges to its nearest other points, float64.
+
+    ``paper``: ``exp(-d^2 / (2 s_i s_j))`` (``local``) or ``exp(-d^2 / (2 s^2))``, on the
+    ``n_neighbors`` nearest others. ``authors`` (the BASiS code): ``exp(-(d / s_i)^2)`` row by
+    row, on the ``n_neighbors - 1`` nearest others (the point itself is the k-th neighbour; its
+    self-loop of weight 1 is added by the callers). Returns ``(n, k_other)``.
+    """
     d = dist.to(torch.float64)
     if sigma_mode not in SIGMA_MODES:
         raise ConfigError(f"graph.sigma_mode: {sigma_mode!r} is not one of {list(SIGMA_MODES)}")
-    d_edges = d[:, :n_neighbors]
+    d_edges = d[:, : _other_neighbours(n_neighbors, kernel)]
+    authors = kernel == "authors"
     if sigma_mode == "fixed":
         if sigma_value is None or not sigma_value > 0:
             raise ConfigError(
                 "graph.sigma_value: sigma_mode 'fixed' needs a positive sigma_value, "
                 f"got {sigma_value!r}"
             )
-        return torch.exp(-(d_edges**2) / (2.0 * float(sigma_value) ** 2))
+        s2 = float(sigma_value) ** 2
+        return torch.exp(-(d_edges**2) / (s2 if authors else 2.0 * s2))
     sig = d[:, sigma_neighbor - 1]
     if sigma_mode == "median":
         s = float(sig.median())
         if not s > 0:
             s = float(sig.max()) if float(sig.max()) > 0 else 1.0
-        return torch.exp(-(d_edges**2) / (2.0 * s * s))
+        return torch.exp(-(d_edges**2) / (s * s if authors else 2.0 * s * s))
     # local: sigma_i sigma_j; a zero sigma (>= sigma_neighbor duplicates) is replaced by the
     # smallest positive one, so duplicates get weight 1 and no 0/0 appears.
     pos = sig[sig > 0]
     floor = float(pos.min()) if pos.numel() else 1.0
     sig = torch.where(sig > 0, sig, torch.full_like(sig, floor))
-    denom = 2.0 * sig[:, None] * sig[idx[:, :n_neighbors]]
+    if authors:
+        return torch.exp(-((d_edges / sig[:, None]) ** 2))
+    denom = 2.0 * sig[:, None] * sig[idx[:, : d_edges.shape[1]]]
     return torch.exp(-(d_edges**2) / denom)
 
 
-def _neighbours_needed(n: int, n_neighbors: int, sigma_mode: str, sigma_neighbor: int) -> int:
-    _check_k(n, n_neighbors, "n_neighbors")
+def _neighbours_needed(
+    n: int, n_neighbors: int, sigma_mode: str, sigma_neighbor: int, kernel: str = "paper"
+) -> int:
+    """Nearest others each node needs for its edges and its sigma."""
+    _check_kernel(kernel)
+    if kernel == "authors" and n_neighbors < 2:
+        raise ConfigError(
+            f"graph.n_neighbors={n_neighbors}: kernel 'authors' counts the point itself among its "
+            "k neighbours; use at least 2"
+        )
+    k_other = _other_neighbours(n_neighbors, kernel)
+    _check_k(n, k_other, "n_neighbors")
     if sigma_mode in ("local", "median"):
         _check_k(n, sigma_neighbor, "sigma_neighbor")
-        return max(n_neighbors, sigma_neighbor)
-    return n_neighbors
+        return max(k_other, sigma_neighbor)
+    return k_other
+
+
+def _check_kernel(kernel: str) -> None:
+    if kernel not in KERNELS:
+        raise ConfigError(
+            f"graph.kernel: {kernel!r} is not one of {list(KERNELS)} (paper: Eq. 1 on the k "
+            "nearest others; authors: the BASiS code's kernel, the point itself among its k)"
+        )
+
+
+def _resolve_symmetrize(symmetrize: str | None, kernel: str) -> str:
+    """``symmetrize``, or the kernel's own when None: ``sum`` (paper), ``mean`` (authors)."""
+    if symmetrize is None:
+        return "mean" if kernel == "authors" else "sum"
+    _check_symmetrize(symmetrize)
+    return symmetrize
 
 
 def _check_symmetrize(symmetrize: str) -> None:
@@ -204,25 +247,26 @@ def knn_affinity(
     sigma_mode: str = "local",
     sigma_neighbor: int = 7,
     sigma_value: float | None = None,
-    symmetrize: str = "sum",
+    symmetrize: str | None = None,
+    kernel: str = "paper",
     **_ignored: Any,
 ) -> sp.csr_matrix:
-    """The affinity of :func:`affinity` from precomputed :func:`knn` output (at least
-    ``max(n_neighbors, sigma_neighbor)`` columns, ascending, self excluded)."""
-    _check_symmetrize(symmetrize)
+    """The affinity of :func:`affinity` from precomputed :func:`knn` output (at least as many
+    columns as :func:`affinity` needs, ascending, self excluded)."""
+    symmetrize = _resolve_symmetrize(symmetrize, kernel)
+    _check_kernel(kernel)
     dist = torch.as_tensor(np.asarray(distances))
     idx = torch.as_tensor(np.asarray(indices), dtype=torch.int64)
     n = dist.shape[0]
     if sigma_mode not in SIGMA_MODES:
         raise ConfigError(f"graph.sigma_mode: {sigma_mode!r} is not one of {list(SIGMA_MODES)}")
-    need = int(n_neighbors)
-    if sigma_mode in ("local", "median"):
-        need = max(need, int(sigma_neighbor))
+    k = _other_neighbours(n_neighbors, kernel)
+    need = max(k, int(sigma_neighbor)) if sigma_mode in ("local", "median") else k
     if dist.ndim != 2 or idx.shape != dist.shape or dist.shape[1] < need:
         raise DataError(
             f"knn_affinity: distances {tuple(dist.shape)} / indices {tuple(idx.shape)} given, "
             f"{need} neighbours per row needed "
-            f"(n_neighbors={n_neighbors}, sigma_neighbor={sigma_neighbor})"
+            f"(n_neighbors={n_neighbors}, sigma_neighbor={sigma_neighbor}, kernel={kernel})"
         )
     w = _kernel_weights(
         dist,
@@ -231,11 +275,13 @@ def knn_affinity(
         sigma_mode=sigma_mode,
         sigma_neighbor=int(sigma_neighbor),
         sigma_value=sigma_value,
+        kernel=kernel,
     ).numpy()
-    k = int(n_neighbors)
     W = sp.csr_matrix(
         (w.ravel(), idx[:, :k].numpy().ravel(), np.arange(0, n * k + 1, k)), shape=(n, n)
     )
+    if kernel == "authors":  # the point itself is one of its k neighbours, at distance 0
+        W = W + sp.identity(n, format="csr")
     W.sort_indices()
     WT = W.T.tocsr()
     if symmetrize == "sum":
@@ -257,25 +303,29 @@ def affinity(
     sigma_mode: str = "local",
     sigma_neighbor: int = 7,
     sigma_value: float | None = None,
-    symmetrize: str = "sum",
+    symmetrize: str | None = None,
+    kernel: str = "paper",
     chunk_size: int | None = None,
     device: str | torch.device = "cpu",
     **_ignored: Any,
 ) -> sp.csr_matrix:
-    """Gaussian-kernel kNN affinity ``W`` (paper Eq. 1), symmetric, float64, zero diagonal.
+    """Gaussian-kernel kNN affinity ``W`` (paper Eq. 1), symmetric, float64.
 
-    Each node links to its ``n_neighbors`` nearest neighbours with ``exp(-d^2 / (2 s_i s_j))``
-    (``local``: ``s_i`` = distance to the ``sigma_neighbor``-th neighbour), ``exp(-d^2/(2 s^2))``
-    (``median``: ``s`` = median of those distances; ``fixed``: ``s = sigma_value``). Then
-    ``W <- W + W^T`` (``sum``, the paper), ``(W + W^T) / 2`` (``mean``) or ``max(W, W^T)``.
-    Weights that underflow to 0 are dropped. Other keyword arguments (the rest of a ``graph``
-    config section) are ignored.
+    ``kernel="paper"``: each node links to its ``n_neighbors`` nearest other points with
+    ``exp(-d^2 / (2 s_i s_j))`` (``local``: ``s_i`` = distance to the ``sigma_neighbor``-th
+    neighbour), ``exp(-d^2/(2 s^2))`` (``median``: ``s`` = median of those distances;
+    ``fixed``: ``s = sigma_value``); zero diagonal. ``kernel="authors"`` (the BASiS code): the
+    point itself is one of its ``n_neighbors`` (a self-loop of weight 1), the others weigh
+    ``exp(-(d / s_i)^2)`` row by row. Then ``W <- W + W^T`` (``sum``, the paper's default),
+    ``(W + W^T) / 2`` (``mean``, the authors' default) or ``max(W, W^T)``; ``None`` takes the
+    kernel's default. Weights that underflow to 0 are dropped. Other keyword arguments (the
+    rest of a ``graph`` config section) are ignored.
     """
-    _check_symmetrize(symmetrize)
+    symmetrize = _resolve_symmetrize(symmetrize, kernel)
     if sigma_mode not in SIGMA_MODES:
         raise ConfigError(f"graph.sigma_mode: {sigma_mode!r} is not one of {list(SIGMA_MODES)}")
     t = _as_tensor(x, _device(device))
-    kk = _neighbours_needed(t.shape[0], int(n_neighbors), sigma_mode, int(sigma_neighbor))
+    kk = _neighbours_needed(t.shape[0], int(n_neighbors), sigma_mode, int(sigma_neighbor), kernel)
     dist, idx = _knn_torch(t, kk, chunk_size)
     return knn_affinity(
         dist.cpu(),
@@ -285,6 +335,7 @@ def affinity(
         sigma_neighbor=sigma_neighbor,
         sigma_value=sigma_value,
         symmetrize=symmetrize,
+        kernel=kernel,
     )
 
 
@@ -455,7 +506,8 @@ def spectral_embedding(
     sigma_mode: str = "local",
     sigma_neighbor: int = 7,
     sigma_value: float | None = None,
-    symmetrize: str = "sum",
+    symmetrize: str | None = None,
+    kernel: str = "paper",
     laplacian: str = "sym",
     drop_first: bool = False,
     diffusion_time: int | None = None,
@@ -484,6 +536,7 @@ def spectral_embedding(
         sigma_neighbor=sigma_neighbor,
         sigma_value=sigma_value,
         symmetrize=symmetrize,
+        kernel=kernel,
         device=device,
     )
     return spectral_embedding_from_affinity(
@@ -572,20 +625,21 @@ def batch_affinity(
     sigma_mode: str = "local",
     sigma_neighbor: int = 7,
     sigma_value: float | None = None,
-    symmetrize: str = "sum",
+    symmetrize: str | None = None,
+    kernel: str = "paper",
     **_ignored: Any,
 ) -> torch.Tensor:
     """Dense ``(m, m)`` float64 affinity of one batch on ``x``'s device; same as :func:`affinity`.
 
     For losses that need ``W`` (SpectralNet, SpecNet2). No gradient flows through it.
     """
-    _check_symmetrize(symmetrize)
+    symmetrize = _resolve_symmetrize(symmetrize, kernel)
     with torch.no_grad():
         if sigma_mode not in SIGMA_MODES:
             raise ConfigError(f"graph.sigma_mode: {sigma_mode!r} is not one of {list(SIGMA_MODES)}")
         xt = _as_tensor(x.detach(), x.device)
         m = xt.shape[0]
-        kk = _neighbours_needed(m, int(n_neighbors), sigma_mode, int(sigma_neighbor))
+        kk = _neighbours_needed(m, int(n_neighbors), sigma_mode, int(sigma_neighbor), kernel)
         dist, idx = _knn_torch(xt, kk, chunk_size=m)
         w = _kernel_weights(
             dist,
@@ -594,9 +648,12 @@ def batch_affinity(
             sigma_mode=sigma_mode,
             sigma_neighbor=int(sigma_neighbor),
             sigma_value=sigma_value,
+            kernel=kernel,
         )
-        idx = idx[:, : int(n_neighbors)]
+        idx = idx[:, : w.shape[1]]
         W = torch.zeros((m, m), dtype=torch.float64, device=xt.device).scatter_(1, idx, w)
+        if kernel == "authors":  # the point itself is one of its k neighbours
+            W.diagonal().fill_(1.0)
         if symmetrize == "sum":
             W = W + W.T
         elif symmetrize == "mean":
@@ -615,7 +672,8 @@ def batch_spectral_embedding(
     sigma_mode: str = "local",
     sigma_neighbor: int = 7,
     sigma_value: float | None = None,
-    symmetrize: str = "sum",
+    symmetrize: str | None = None,
+    kernel: str = "paper",
     laplacian: str = "sym",
     drop_first: bool = False,
     diffusion_time: int | None = None,
@@ -644,6 +702,7 @@ def batch_spectral_embedding(
         sigma_neighbor=sigma_neighbor,
         sigma_value=sigma_value,
         symmetrize=symmetrize,
+        kernel=kernel,
     )
     m = W.shape[0]
     n_eig = K + int(bool(drop_first))

@@ -134,6 +134,7 @@ def estimator_from_params(
         sigma_mode=graph["sigma_mode"],
         sigma_value=graph.get("sigma_value"),
         symmetrize=graph["symmetrize"],
+        kernel=graph["kernel"],
         drop_first=graph["drop_first"],
         batch_graph=basis["batch_graph"],
         graph_size=graph_size,

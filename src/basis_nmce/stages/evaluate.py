@@ -39,6 +39,7 @@ from ..metrics import (
     kmeans_labels,
     linear_probe_accuracy,
     orthogonality,
+    orthogonality_authors,
 )
 from .params import NMCE_METHODS
 
@@ -145,6 +146,9 @@ def run_evaluate(
         "grassmann": grassmann_distance(test, ref["test"]),
         "grassmann_protocol": "same-k: exact eigenvectors of the test split's own graph",
         "orthogonality": orthogonality(test),
+        "orthogonality_protocol": "||Y^T Y / n - I||_F^2 (Eq. 17, sqrt(n)-scaled Y)",
+        "orthogonality_authors": orthogonality_authors(test),
+        "orthogonality_authors_protocol": "||U^T U - I||_F, U: unit-norm columns (authors' code)",
         "split": "test",
     }
     clusters = kmeans_labels(
