@@ -684,10 +684,10 @@ def batch_spectral_embedding(
 
     Same graph, operator, scale (``sqrt(m)``) and sign as ``spectral_embedding(..., solver=
     "dense")`` on the same points. Eigen-solve on CPU: for a connected batch of at least
-    ``LANCZOS_MIN_NODES`` nodes with a normalised operator, Lanczos on the sparse normalised
-    adjacency (about 4.5 ms for 11 pairs of 512 nodes on 2 cores), else LAPACK MRRR for the K
-    wanted pairs (12 ms; ``torch.linalg.eigh`` took 100 ms); ``torch.linalg.eigh``
-    in float64 on CUDA. Returns ``(embedding (m, K) in dtype, eigenvalues (K,) float64)``.
+    ``LANCZOS_MIN_NODES`` nodes with a normalised operator, the sparse graph is built from the
+    kNN lists and Lanczos runs on its normalised adjacency (about 4.5 ms for 11 pairs of 512
+    nodes on 2 cores); else the dense graph and LAPACK MRRR for the K wanted pairs (12 ms;
+    ``torch.linalg.eigh`` took 100 ms); ``torch.linalg.eigh`` in float64 on CUDA. Returns ``(embedding (m, K) in dtype, eigenvalues (K,) float64)``.
     Extra keys of a ``graph`` config (``solver``, ``dense_max_nodes``, ...) are accepted and
     ignored.
     """
@@ -695,28 +695,35 @@ def batch_spectral_embedding(
         config.pop(key, None)
     K = _resolve_k(n_components, config, "batch_spectral_embedding")
     _check_options(laplacian, "dense", diffusion_time)
-    W = batch_affinity(
-        x,
-        n_neighbors=n_neighbors,
-        sigma_mode=sigma_mode,
-        sigma_neighbor=sigma_neighbor,
-        sigma_value=sigma_value,
-        symmetrize=symmetrize,
-        kernel=kernel,
-    )
-    m = W.shape[0]
+    graph = {
+        "n_neighbors": n_neighbors,
+        "sigma_mode": sigma_mode,
+        "sigma_neighbor": sigma_neighbor,
+        "sigma_value": sigma_value,
+        "symmetrize": symmetrize,
+        "kernel": kernel,
+    }
+    m = x.shape[0]
     n_eig = K + int(bool(drop_first))
     if n_eig > m:
         raise DataError(
             f"graph.n_components={K} (drop_first={drop_first}) exceeds the batch of {m}"
         )
-    deg = W.sum(dim=1)
-    if laplacian != "unnormalized":
-        _check_degrees(deg.cpu().numpy())
-    solved = None
-    if W.device.type == "cpu" and laplacian != "unnormalized" and m >= LANCZOS_MIN_NODES:
-        solved = normalized_smallest_lanczos(W.numpy(), n_eig)
-    if solved is None:  # the dense Laplacian only when Lanczos did not solve it
+    solved = W = None
+    if x.device.type == "cpu" and laplacian != "unnormalized" and m >= LANCZOS_MIN_NODES:
+        # the batch graph as sparse as it is: O(m k) to build, Lanczos on it
+        Ws = affinity(x.detach(), **graph)
+        deg = torch.from_numpy(np.asarray(Ws.sum(axis=1)).ravel())
+        _check_degrees(deg.numpy())
+        solved = normalized_smallest_lanczos(Ws, n_eig)
+        if solved is None:  # disconnected or not converged: the dense solve
+            W = torch.from_numpy(Ws.toarray())
+    if solved is None:
+        if W is None:
+            W = batch_affinity(x, **graph)
+            deg = W.sum(dim=1)
+            if laplacian != "unnormalized":
+                _check_degrees(deg.cpu().numpy())
         if laplacian == "unnormalized":
             L = torch.diag(deg) - W
         else:
@@ -724,7 +731,7 @@ def batch_spectral_embedding(
             L = torch.eye(m, dtype=W.dtype, device=W.device) - s[:, None] * W * s[None, :]
         solved = dense_smallest(L, n_eig, device=W.device)
     vals, U = solved
-    vals, U = vals.to(W.device), U.to(W.device)
+    vals, U, deg = vals.to(x.device), U.to(x.device), deg.to(x.device)
     vals, Y = _postprocess(
         vals, U, deg, kind=laplacian, drop_first=drop_first, diffusion_time=diffusion_time
     )

@@ -57,7 +57,11 @@ SUMMARY_KEYS = (
     "sc_ari",
 )
 # Columns of a training log drawn as curves: BASiS's, else NMCE's.
-CURVES = (("loss", "inlier_ratio", "residual"), ("loss", "effective_rank", "similarity"))
+CURVES = (
+    ("loss", "inlier_ratio", "heldout_error"),
+    ("loss", "inlier_ratio", "residual"),  # BASiS logs written before the held-out error
+    ("loss", "effective_rank", "similarity"),
+)
 
 
 def _row(path: Path) -> dict[str, Any]:
@@ -176,7 +180,10 @@ def _plot_curves(row: dict[str, Any], folder: Path, out: Path) -> Path | None:
         positive = bool((values > 0).all())
         ax.set_yscale("log" if positive and col in ("loss", "residual") else "linear")
         ax.set_xlabel("iteration")
-        ax.set_title(col.replace("_", " "), fontsize=9)
+        title = {"heldout_error": "held-out anchor error (median)"}.get(col, col.replace("_", " "))
+        if col == "inlier_ratio" and "fallback" in log_df.columns:
+            title += f" ({int(log_df['fallback'].sum())} fallbacks to all anchors)"
+        ax.set_title(title, fontsize=9)
     fig.suptitle(f"{row['method']} training: {row['dataset']} / {row['features']}", fontsize=10)
     return _save(fig, out / f"training_{row['dataset']}_{row['features']}_{row['method']}.png")
 
@@ -187,6 +194,11 @@ def _plot_anchors(row: dict[str, Any], folder: Path, out: Path) -> Path | None:
     raw, aligned, ref = z["raw"], z["aligned"], z["reference"]
     if raw.size == 0:
         return None
+    # a kept trivial eigenvector (column 0) is near-constant: draw the next two coordinates
+    meta = folder / "embedding.json"
+    graph = read_json(meta).get("graph", {}) if meta.exists() else {}
+    first = 1 if not graph.get("drop_first", True) and raw.shape[2] > 1 else 0
+    raw, aligned, ref = raw[..., first:], aligned[..., first:], ref[..., first:]
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 4), sharex=False)
     colours = plt.get_cmap("viridis")(np.linspace(0, 1, len(raw)))
@@ -199,8 +211,8 @@ def _plot_anchors(row: dict[str, Any], folder: Path, out: Path) -> Path | None:
             y = ref[:, 1] if ref.shape[1] > 1 else np.arange(len(ref))
             ax.scatter(ref[:, 0], y, s=14, facecolors="none", edgecolors="r", lw=0.6)
         ax.set_title(f"anchors in {len(coords)} batches, {title}", fontsize=9)
-        ax.set_xlabel("coordinate 1")
-        ax.set_ylabel("coordinate 2" if raw.shape[2] > 1 else "anchor")
+        ax.set_xlabel(f"coordinate {first + 1}")
+        ax.set_ylabel(f"coordinate {first + 2}" if raw.shape[2] > 1 else "anchor")
     fig.suptitle(
         f"{row['dataset']} / {row['features']}: red circles = reference (Eq. 11)", fontsize=10
     )
