@@ -204,6 +204,14 @@ CASES = [
         setup=_write("bad/metrics.json", "nan, nan"),
     ),
     Case(
+        "log-empty",
+        "an empty `log.csv` beside an embedding the report draws",
+        ("results/log.csv", "empty (0 bytes)", "training log"),
+        ["report", "--metrics", "results/m.json", "--out", "results/report"],
+        setup=_write("results/log.csv", b""),
+        before=[[*EVALUATE, "--embedding", A]],
+    ),
+    Case(
         "params-empty",
         "`--params '{}'`",
         ("--params", "seed", "graph", "basis"),

@@ -17,6 +17,7 @@ from basis_nmce.io import (
     load_model,
     load_npy,
     load_npz,
+    read_csv,
     read_json,
     save_checkpoint,
     save_model,
@@ -169,3 +170,15 @@ def test_sniff_recognises_the_formats_this_project_writes(npz, model):
     assert sniff(npz) == "an .npz archive"
     assert sniff(model) == "a torch file (torch.save)"
     assert sniff(model.with_suffix(".json")) == "JSON or other text"
+
+
+def test_csv(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("step,loss\n1,0.5\n")
+    assert read_csv(path)["loss"].tolist() == [0.5]
+    path.write_text("")
+    with pytest.raises(DataError, match=r"log\.csv: is empty.*expected a log"):
+        read_csv(path, what="a log")
+    path.write_bytes(b'a,b\n"1,2\n')
+    with pytest.raises(DataError, match=r"log\.csv: is not a readable CSV table"):
+        read_csv(path)

@@ -181,6 +181,20 @@ def open_npz(
         yield z
 
 
+def read_csv(path: PathLike, *, what: str = "a CSV table", hint: str = "") -> Any:
+    """A CSV file as a pandas DataFrame; a missing, empty or unparsable one raises
+    :class:`DataError` naming it."""
+    import pandas as pd
+
+    path = Path(path)
+    _check_exists(path, what, hint)
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        problem = f"is not a readable CSV table ({' '.join(str(e).split())}), found {sniff(path)}"
+        raise DataError(_message(path, problem, what, hint or _REWRITE)) from e
+
+
 def load_npy(
     path: PathLike, *, mmap_mode: str | None = "r", what: str = "", hint: str = ""
 ) -> np.ndarray:

@@ -202,7 +202,9 @@ def _checkpoint_guard(checkpoint: Path | None, key: str) -> None:
     checkpoint = Path(checkpoint)
     side = checkpoint.with_suffix(".json")
     if checkpoint.exists():
-        old = read_json(side).get("key") if side.exists() else None
+        hint = f"delete {checkpoint} and {side} to start afresh"
+        old = read_json(side, what="the checkpoint's record", hint=hint) if side.exists() else {}
+        old = old.get("key") if isinstance(old, dict) else None
         if old != key:
             log.warning("%s: written with other settings or inputs, starting afresh", checkpoint)
             checkpoint.unlink()
