@@ -88,6 +88,12 @@ def _nan_npz(root: Path) -> None:
     np.savez(root / "bad/nan.npz", x_train=x, y_train=np.zeros(50, dtype=np.int64))
 
 
+def _nan_features(root: Path) -> None:
+    arrays = dict(np.load(root / F))
+    arrays["train"][2, 1] = np.nan
+    np.savez(root / "bad/nan_features.npz", **arrays)
+
+
 def _params(stage: str) -> str:
     cfg = load_config("config.yaml")
     return stage_params_json(cfg, stage, "blobs", "raw")
@@ -135,6 +141,13 @@ CASES = [
         ("--features bad/pickle.npz", "a Python pickle"),
         [*ANALYTIC, "--features", "bad/pickle.npz"],
         setup=_write("bad/pickle.npz", pickle.dumps({"train": [1.0]})),
+    ),
+    Case(
+        "features-nan",
+        "NaN in `features.npz`",
+        ("--features bad/nan_features.npz", "'train' contains 1 NaN", "row 2"),
+        [*ANALYTIC, "--features", "bad/nan_features.npz"],
+        setup=_nan_features,
     ),
     Case(
         "reference-is-embedding",

@@ -182,3 +182,13 @@ def test_csv(tmp_path):
     path.write_bytes(b'a,b\n"1,2\n')
     with pytest.raises(DataError, match=r"log\.csv: is not a readable CSV table"):
         read_csv(path)
+
+
+def test_require_finite_names_file_array_and_row(npz):
+    z = load_npz(npz)
+    assert z.require_finite("train", "test") is z
+    arrays = dict(z)
+    arrays["test"][1, 0] = np.inf
+    save_npz(npz, **arrays)
+    with pytest.raises(DataError, match=r"features\.npz: array 'test' contains 1 NaN .*row 1"):
+        load_npz(npz).require_finite("train", "test")

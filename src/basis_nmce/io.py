@@ -112,6 +112,24 @@ class ArrayFile(dict):
     def __missing__(self, key: str) -> np.ndarray:
         raise DataError(_missing_arrays(self.path, [key], list(self), self.what, self.hint))
 
+    def require_finite(self, *keys: str) -> ArrayFile:
+        """Raise :class:`DataError` naming the file, the array and the first row when one of
+        ``keys`` holds NaN or infinite values; return ``self``."""
+        for key in keys:
+            values = self[key]
+            if not np.issubdtype(values.dtype, np.inexact):
+                continue
+            bad = ~np.isfinite(values)
+            if bad.any():
+                row = int(np.argwhere(bad)[0][0])
+                problem = (
+                    f"array {key!r} contains {int(bad.sum())} NaN or infinite value(s) (first "
+                    f"in row {row})"
+                )
+                fix = self.hint or "clean the data it was computed from and compute it again"
+                raise DataError(_message(self.path, problem, self.what, fix))
+        return self
+
 
 def load_npz(
     path: PathLike,

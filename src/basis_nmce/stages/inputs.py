@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from ..io import load_model, open_npz, read_json
+from ..io import load_model, load_npz, open_npz, read_json
 
 
 @dataclass(frozen=True)
@@ -25,12 +25,14 @@ class InputFile:
     fix: str
     arrays: tuple[str, ...] = ()
     kind: str = "npz"  # npz | model | json
+    finite: tuple[str, ...] = ()  # arrays read and checked for NaN / inf
 
 
 FEATURES = InputFile(
     "features.npz from the features stage (arrays train, test)",
     "pass the file that `basis-nmce features` writes",
     ("train", "test"),
+    finite=("train", "test"),
 )
 PREPARED = InputFile(
     "a prepared data set (x_train, y_train, x_test, y_test, with its .json beside it)",
@@ -46,11 +48,13 @@ ANALYTIC = InputFile(
     "the analytic stage's embedding.npz (arrays train, test)",
     "pass the file that `basis-nmce analytic` writes",
     ("train", "test"),
+    finite=("train", "test"),
 )
 EMBEDDING = InputFile(
     "a method's embedding.npz (arrays train, test)",
     "pass the embedding.npz that the method's stage writes",
     ("train", "test"),
+    finite=("train", "test"),
 )
 TCR_MODEL = InputFile(
     "the nmce_tcr stage's model.pt",
@@ -102,7 +106,9 @@ def check_file(option: str, path: Path, spec: InputFile) -> None:
     """Raise :class:`DataError` unless ``path`` is the kind of file ``spec`` describes."""
     shown = f"{option} {path}"
     try:
-        if spec.kind == "npz":
+        if spec.kind == "npz" and spec.finite:
+            load_npz(path, spec.arrays, what=spec.what, hint=spec.fix).require_finite(*spec.finite)
+        elif spec.kind == "npz":
             with open_npz(path, spec.arrays, what=spec.what, hint=spec.fix):
                 pass
         elif spec.kind == "model":

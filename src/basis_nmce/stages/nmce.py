@@ -274,7 +274,9 @@ def _train(
     stage = STAGE_KEY[method]
     joint = method == "nmce_finetune" and bool(nmce.get("joint"))
     ds = data.load_prepared(prepared)
-    vectors = load_npz(features) if features is not None and nmce["network"] == "mlp" else None
+    vectors = None
+    if features is not None and nmce["network"] == "mlp":
+        vectors = load_npz(features, ("train", "test")).require_finite("train", "test")
     x_tr, x_te = network_inputs(nmce["network"], ds, vectors)
     n_clusters = resolve_n_clusters(nmce, ds)
     if joint and int(nmce["finetune"]["steps"]) < 1:
