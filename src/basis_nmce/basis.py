@@ -25,12 +25,13 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
+from . import batch_limits
 from .align import apply_affine, ransac_affine
 from .anchors import ANCHOR_STRATEGIES, Reference, build_reference, rows
 from .batch_graph import batch_graph as derive_batch_graph
 from .errors import BasisNmceError, ConfigError, DataError
 from .graph import batch_spectral_embedding
-from .io import atomic_path, load_checkpoint, load_model, save_checkpoint, save_model
+from .io import atomic_path, load_checkpoint, load_model, load_npy, save_checkpoint, save_model
 from .models import MLP, resolve_device
 
 log = logging.getLogger(__name__)
@@ -223,23 +224,18 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
                 f"ransac_tolerance_mode {self.ransac_tolerance_mode!r}: choose one of "
                 f"{', '.join(TOLERANCE_MODES)}"
             )
-        m = min(int(self.batch_size), n)
-        k_b = self.batch_graph_kwargs(n)["n_neighbors"]
-        if m < k_b + 1:
-            raise ConfigError(
-                f"batch_size {self.batch_size} (data: {n} points) must exceed the batch graph's "
-                f"n_neighbors {k_b}"
-            )
-        n_anchors = self.n_anchors
-        if n_anchors is None:
-            n_anchors = min(25 * self._n_clusters(), m // 2)
-        n_anchors = int(n_anchors)
-        if n_anchors < self.n_components + 1:
-            raise ConfigError(
-                f"n_anchors={n_anchors}: a {self.n_components}-dimensional affine map needs at "
-                f"least K + 1 = {self.n_components + 1} anchors"
-            )
-        return m, n_anchors
+        # Refuse what the data cannot honour, warn where a batch is capped (batch_limits).
+        batch_limits.check_components(self.n_components, self.drop_first)
+        return batch_limits.plan_batch(  # anchors by default: 25 per cluster, <= half a batch
+            self.batch_size,
+            n,
+            self.n_components,
+            self.batch_graph_kwargs(n)["n_neighbors"],  # the batch graph's k
+            self.n_anchors,
+            25,
+            self._n_clusters(),
+            warn_cap=False,
+        )
 
     # ----------------------------------------------------------- batch targets
     def _batch_target(self, x, ref: Reference, step: int, m: int) -> BatchTarget:
@@ -524,6 +520,8 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         rng = np.random.default_rng([self._seed(), 0xC1])
         sub = np.sort(rng.permutation(len(x))[: min(len(x), 20000)])
         emb = self.transform(x[sub] if not isinstance(x, torch.Tensor) else x[torch.as_tensor(sub)])
+        if not self.drop_first and emb.shape[1] > 1:
+            emb = emb[:, 1:]  # column 0 is the trivial eigenvector: no cluster structure
         km = KMeans(self._n_clusters(), n_init=10, random_state=self._seed()).fit(emb)
         self.cluster_centers_ = km.cluster_centers_.astype(np.float64)
 
@@ -538,18 +536,13 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
     def transform(self, X, chunk_size: int = 8192) -> np.ndarray:
         """Embed any number of points (numpy, memory-mapped .npy or tensor), chunk by chunk."""
         self._check_fitted()
-        if isinstance(X, str | Path):
-            X = np.load(X, mmap_mode="r")
+        X = _check_array(X, "X", self.n_features_in_)
         n = len(X)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise DataError(
-                f"X has shape {tuple(X.shape)}; this model expects (n, {self.n_features_in_}) features"
-            )
         device = getattr(self, "device_", torch.device("cpu"))
         out = np.empty((n, self.n_components), dtype=np.float32)
         self.model_.eval()
         for s in range(0, n, chunk_size):
-            xb = torch.as_tensor(np.asarray(X[s : s + chunk_size]), dtype=torch.float32).to(device)
+            xb = torch.from_numpy(np.array(X[s : s + chunk_size], dtype=np.float32)).to(device)
             out[s : s + chunk_size] = self.model_(xb).cpu().numpy()
         offset = getattr(self, "offset_", None)
         if offset is not None:
@@ -561,10 +554,14 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         return self.clusters_of(self.transform(X))
 
     def clusters_of(self, embedding: np.ndarray) -> np.ndarray:
-        """Cluster labels of points already embedded by :meth:`transform` (nearest centre)."""
+        """Cluster labels of points already embedded by :meth:`transform` (nearest centre).
+
+        With ``drop_first=False`` the centres live in the non-trivial columns (1..K-1): the
+        trivial eigenvector (column 0) carries no cluster structure."""
         self._check_fitted()
-        emb = np.asarray(embedding, dtype=np.float64)
+        emb = _check_array(embedding, "embedding", self.n_components).astype(np.float64)
         c = np.asarray(self.cluster_centers_, dtype=np.float64)
+        emb = emb[:, emb.shape[1] - c.shape[1] :]  # models saved before the fix: all columns
         d2 = (emb**2).sum(1)[:, None] - 2 * emb @ c.T + (c**2).sum(1)[None, :]
         return np.argmin(d2, axis=1)
 
@@ -586,27 +583,50 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
             "offset": np.asarray(getattr(self, "offset_", np.zeros(self.n_components))).tolist(),
             "n_iter": getattr(self, "n_iter_", None),
             "rejected_batches": getattr(self, "rejected_batches_", None),
+            "resumed_from": getattr(self, "resumed_from_", None),
+            "history": list(getattr(self, "history_", [])),
         }
         save_model(path, self.model_.state_dict(), meta)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> BASiS:
-        """Load a model saved by :meth:`save`; never unpickles code (``weights_only``)."""
-        state, meta = load_model(path)
+        """Load a model saved by :meth:`save`; never unpickles code (``weights_only``).
+
+        Restores the network, the fitted attributes (``n_features_in_``, ``eigenvalues_``,
+        ``cluster_centers_``, ``offset_``, ``history_``, ``n_iter_``, ``rejected_batches_``,
+        ``resumed_from_``) and every parameter; not ``reference_`` or ``anchor_trace_``.
+        """
+        hint = "save the estimator again with BASiS.save (model.pt and model.json together)"
+        state, meta = load_model(path, hint=hint)
         if meta.get("class") != "BASiS":
-            raise DataError(f"{path}: not a BASiS model (class {meta.get('class')!r})")
+            raise DataError(
+                f"{path}: not a BASiS model (class {meta.get('class')!r} in "
+                f"{Path(path).with_suffix('.json').name}); load it with the code that saved it"
+            )
+        missing = [k for k in _SAVED_KEYS if k not in meta]
+        if missing:
+            raise DataError(
+                f"{Path(path).with_suffix('.json')}: lacks {', '.join(missing)}; {hint}"
+            )
         params = dict(meta["params"])
         params["hidden"] = tuple(params["hidden"])
         params["device"] = device
-        est = cls(**params)
-        est.device_ = resolve_device(device)
-        est.n_features_in_ = int(meta["n_features_in"])
-        est.model_ = MLP(est.n_features_in_, est.n_components, est.hidden).to(est.device_)
-        est.model_.load_state_dict(state)
+        try:
+            est = cls(**params)
+            est.device_ = resolve_device(device)
+            est.n_features_in_ = int(meta["n_features_in"])
+            est.model_ = MLP(est.n_features_in_, est.n_components, est.hidden).to(est.device_)
+            est.model_.load_state_dict(state)
+        except (TypeError, RuntimeError) as e:
+            raise DataError(f"{path}: does not match the settings in its JSON ({e}); {hint}") from e
         est.model_.eval()
         est.eigenvalues_ = np.asarray(meta["eigenvalues"])
         est.cluster_centers_ = np.asarray(meta["cluster_centers"], dtype=np.float64)
         est.offset_ = np.asarray(meta.get("offset", np.zeros(est.n_components)), dtype=np.float64)
+        est.history_ = [dict(h) for h in meta.get("history", [])]
+        est.n_iter_ = meta.get("n_iter")
+        est.rejected_batches_ = meta.get("rejected_batches")
+        est.resumed_from_ = meta.get("resumed_from")
         return est
 
 
@@ -641,19 +661,50 @@ def _check_reference(ref: Reference, n: int, m: int, n_components: int) -> Refer
     return ref
 
 
-def _check_array(X, name: str):
+_SAVED_KEYS = ("params", "n_features_in", "eigenvalues", "cluster_centers")
+
+
+def _check_array(X, name: str, n_features: int | None = None):
+    """``X`` as scikit-learn's ``check_array`` would accept it: 2-D, numeric, finite, not
+    empty, ``n_features`` columns when given. Lists, tensors and arrays become float32; a
+    path or memory-mapped ``.npy`` stays memory-mapped (checked chunk by chunk)."""
+    from sklearn.utils import check_array
+
     if isinstance(X, str | Path):
-        X = np.load(X, mmap_mode="r")
+        X = load_npy(X, what=f"{name}: a 2-D numeric .npy array")
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
-    if not isinstance(X, np.memmap):
-        X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2:
-        raise DataError(f"{name} must be 2-D (n, d); got shape {X.shape}")
-    if len(X) == 0:
-        raise DataError(f"{name} is empty")
-    if not isinstance(X, np.memmap) and not np.isfinite(X).all():
-        raise DataError(f"{name} contains NaN or inf; clean or impute it first")
+    if isinstance(X, np.memmap):
+        if X.ndim != 2 or not len(X) or not X.shape[1]:
+            raise DataError(f"{name} must be a non-empty 2-D array (n, d); got shape {X.shape}")
+        if not (np.issubdtype(X.dtype, np.integer) or np.issubdtype(X.dtype, np.floating)):
+            raise DataError(f"{name} must hold real numbers; got dtype {X.dtype}")
+    else:
+        try:
+            if np.ndim(X) != 2:
+                raise DataError(
+                    f"{name} must be 2-D (n_samples, n_features); got shape {np.shape(X)}: "
+                    "reshape(1, -1) makes one sample a row, reshape(-1, 1) one feature a column"
+                )
+            with np.errstate(over="ignore"):  # overflow to inf is reported below
+                X = check_array(X, dtype=np.float32, ensure_all_finite=False, input_name=name)
+        except DataError:
+            raise
+        except (TypeError, ValueError) as e:  # ragged lists, strings, complex numbers
+            raise DataError(f"{name}: {e}") from e
+    for start in range(0, len(X), 65536):  # chunks: a memory-mapped X is never all in RAM
+        finite = np.isfinite(np.asarray(X[start : start + 65536])).all(axis=1)
+        if not finite.all():
+            raise DataError(
+                f"{name} contains NaN or infinite values (first in row "
+                f"{start + int(np.argmin(finite))}; values beyond the float32 range overflow "
+                "to inf); remove or impute them first"
+            )
+    if n_features is not None and X.shape[1] != n_features:
+        raise DataError(
+            f"{name} has {X.shape[1]} features per row (shape {tuple(X.shape)}), but this model "
+            f"was fitted on {n_features}; pass data with the fitted features"
+        )
     return X
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from .. import data
 from ..anchors import build_reference, load_reference, save_reference
 from ..basis import BASiS, write_history
+from ..batch_limits import PIPELINE, plan_batch
 from ..io import load_npz, save_npz, write_json
 from .analytic import resolve_n_components
 
@@ -42,23 +43,25 @@ def graph_size(params: dict[str, Any], ds: data.Dataset) -> int:
     return int(n) if n else len(ds.x_test) or len(ds.x_train)
 
 
-def n_anchors_for(basis: dict[str, Any], n_clusters: int, batch_size: int) -> int:
-    """``n_anchors`` if set, else ``anchors_per_cluster`` per cluster, at most half a batch."""
-    if basis.get("n_anchors") is not None:
-        return int(basis["n_anchors"])
-    return min(int(basis["anchors_per_cluster"]) * n_clusters, batch_size // 2)
-
-
 def run_basis_reference(params: dict[str, Any], features: Path, prepared: Path, out: Path) -> Path:
     """Write ``reference.npz`` (anchor and reference indices, their exact embedding)."""
     x = load_npz(features)["train"]
     ds = data.load_prepared(prepared)
     _, k, n_clusters, m = _setup(params, ds)
     basis = params["basis"]
-    m = min(m, len(x))
-    n_anchors = n_anchors_for(basis, n_clusters, m)
-    batch = estimator_from_params(params, k, n_anchors, graph_size(params, ds))
+    batch = estimator_from_params(params, k, basis.get("n_anchors"), graph_size(params, ds))
     batch_graph = batch.batch_graph_kwargs(len(x))
+    # n_anchors if set, else anchors_per_cluster per cluster, at most half a batch (warned)
+    m, n_anchors = plan_batch(
+        m,
+        len(x),
+        k,
+        batch_graph["n_neighbors"],
+        basis.get("n_anchors"),
+        basis["anchors_per_cluster"],
+        n_clusters,
+        PIPELINE,
+    )
     t0 = time.perf_counter()
     ref = build_reference(
         x,

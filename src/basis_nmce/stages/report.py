@@ -10,7 +10,15 @@ import numpy as np
 import pandas as pd
 
 from .. import data
-from ..io import atomic_path, load_npz, read_json, write_bytes, write_json, write_text
+from ..io import (
+    atomic_path,
+    load_npz,
+    read_csv,
+    read_json,
+    write_bytes,
+    write_json,
+    write_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +172,7 @@ def _plot_curves(row: dict[str, Any], folder: Path, out: Path) -> Path | None:
     """Training curves: BASiS's loss, RANSAC inlier ratio and residual per step; NMCE's loss,
     effective rank of the features and view similarity per logged step."""
     plt = _pyplot()
-    log_df = pd.read_csv(folder / "log.csv")
+    log_df = read_csv(folder / "log.csv", what="a training log (log.csv)")
     if log_df.empty:  # e.g. nmce_finetune with 0 steps
         return None
     cols = next(c for c in CURVES if all(k in log_df.columns for k in c[1:]))
