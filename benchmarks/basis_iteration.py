@@ -33,7 +33,7 @@ from basis_nmce import BASiS
 from basis_nmce.align import ransac_affine
 from basis_nmce.anchors import build_reference, rows
 from basis_nmce.batch_graph import batch_graph
-from basis_nmce.graph import batch_affinity, batch_spectral_embedding
+from basis_nmce.graph import affinity, batch_spectral_embedding
 from basis_nmce.models import MLP
 
 
@@ -120,7 +120,7 @@ def main() -> None:
 
     parts = {
         "batch gather": median_ms(lambda: rows(x, index), args.repeats),
-        "graph (kNN + kernel)": median_ms(lambda: batch_affinity(xb, **graph), args.repeats),
+        "graph (kNN + kernel)": median_ms(lambda: affinity(xb, **graph), args.repeats),
         "graph + eigenvectors": median_ms(
             lambda: batch_spectral_embedding(xb, K, **graph), args.repeats
         ),
