@@ -11,6 +11,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import pytest
 
+from .pipeline_fixtures import built, pipeline  # noqa: F401  (session-wide, shared)
+
 
 def _has_cuda() -> bool:
     try:

@@ -1,4 +1,5 @@
-"""Real Snakemake runs on a tiny config: outputs, reruns of one stage, and mtime robustness."""
+"""Real Snakemake runs on a tiny config (the shared `built` project, see pipeline_fixtures.py):
+outputs, what a rerun would do, and mtime robustness."""
 
 from __future__ import annotations
 
@@ -22,13 +23,6 @@ def planned_rules(proj: Path, *extra: str) -> set[str]:
     if "Nothing to be done" in out:
         return set()
     return set(re.findall(r"^rule (\w+):", out, flags=re.M)) - {"all"}
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    proj = make_project(tmp_path_factory.mktemp("pipeline"))
-    run(SNAKEMAKE, proj)
-    return proj
 
 
 def test_pipeline_writes_every_stage(built):
