@@ -13,13 +13,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 STAGE_FOLDERS := data/raw data/prepared $(addprefix results/,features analytic basis_reference \
 	basis_train nmce_tcr nmce_cluster nmce_finetune evaluate report)
 
-.PHONY: run test lint format venv stage-folders report pull clean dvc-repro bench help
+.PHONY: run test test-cluster lint format venv stage-folders report pull clean dvc-repro bench help
 
 help:
 	@echo "make run          - create $(VENV) if missing, install, run the default pipeline"
 	@echo "make test         - same set-up, then the test suite"
 	@echo "make report       - make run, then results/report.html (snakemake --report)"
 	@echo "make pull         - dvc pull, then snakemake --touch (the pulled results count as up to date)"
+	@echo "make test-cluster - a one-node SLURM on this machine (root, Debian), the pipeline through it"
 	@echo "make lint         - ruff and snakefmt checks"
 	@echo "make bench        - benchmarks (printed tables; not part of the tests)"
 
@@ -48,6 +49,13 @@ report: venv
 
 test: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -p no:cacheprovider
+
+# Installs Debian's SLURM and munge (root), starts a one-node cluster, runs the tiny pipeline
+# through `--executor slurm` and the cluster-generic profile's sbatch template, compares the
+# results with a local run's, prints the SLURM job ids and stops the daemons.
+test-cluster: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash tests/cluster/slurm.sh run \
+		$(BIN)/python -m pytest -q -p no:cacheprovider -s -rs tests/test_cluster_slurm.py
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
