@@ -325,7 +325,9 @@ def run_report(params: dict[str, Any], metrics_files: list[Path], out_dir: Path)
         "## Figures",
         "",
     ]
-    lines += [f"![{f.relative_to(out_dir).with_suffix('')}]({f.relative_to(out_dir)})" for f in figures]
+    lines += [
+        f"![{f.relative_to(out_dir).with_suffix('')}]({f.relative_to(out_dir)})" for f in figures
+    ]
     report = out_dir / "report.md"
     write_text(report, "\n".join(lines) + "\n")
     log.info("report: %d rows, %d figures -> %s", len(rows), len(figures), report)
