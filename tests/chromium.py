@@ -37,7 +37,8 @@ class Chromium:
     def __init__(self, exe: str, profile: Path, size: tuple[int, int] = (1400, 1000)) -> None:
         cmd_in, self._cmd_w = os.pipe()  # we write commands, the browser reads fd 3
         self._reply_r, reply_out = os.pipe()  # the browser writes fd 4, we read
-        # The browser's ends are moved above 9 so that `3<&N 4>&M` below cannot clobber them.
+        # The browser's ends are moved above 9, so that `3<&N 4>&M` below cannot clobber them
+        # (bash: dash takes one-digit descriptors only).
         cmd_in, reply_out = (_high_fd(fd) for fd in (cmd_in, reply_out))
         args = [
             exe,
@@ -52,7 +53,7 @@ class Chromium:
             "about:blank",
         ]
         self.proc = subprocess.Popen(
-            ["sh", "-c", f"exec {shlex.join(args)} 3<&{cmd_in} 4>&{reply_out}"],
+            ["bash", "-c", f"exec {shlex.join(args)} 3<&{cmd_in} 4>&{reply_out}"],
             pass_fds=(cmd_in, reply_out),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
