@@ -51,7 +51,7 @@ def local(tmp_path_factory) -> Path:
 
 
 def _slurm_job(job_id: str) -> str:
-    """What `scontrol show job` says (SLURM keeps an ended job MinJobAge = 300 s)."""
+    """What `scontrol show job` says (slurm.sh keeps an ended job for MinJobAge = 3600 s)."""
     return run(["scontrol", "show", "job", job_id], Path.cwd()).stdout
 
 

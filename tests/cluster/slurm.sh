@@ -11,7 +11,9 @@
 # overwritten, and `stop` removes the files it wrote. State, spool, logs and pid files live in
 # $SLURM_TEST_DIR (default /tmp/basis-nmce-slurm). Settings: accounting off, hence
 # `slurm-status-command: squeue` in the profile; a fake GPU so that `--gpus=1` from
-# `resources: gpu=1` is schedulable (scheduling only: the jobs still compute on the CPU).
+# `resources: gpu=1` is schedulable (scheduling only: the jobs still compute on the CPU);
+# MinJobAge=3600 keeps ended jobs visible to squeue (the plugin's status) and to the test's
+# `scontrol show job` for an hour, however slow the run.
 set -euo pipefail
 
 RUN_DIR=${SLURM_TEST_DIR:-/tmp/basis-nmce-slurm}
@@ -92,7 +94,7 @@ SelectTypeParameters=CR_Core_Memory
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
-MinJobAge=300
+MinJobAge=3600
 MailProg=/bin/true
 ReturnToService=2
 GresTypes=gpu
