@@ -45,7 +45,10 @@ def test_nothing_to_do_after_a_run(built):
 
 
 def test_new_mtimes_alone_do_not_rerun(built):
-    """What `dvc pull` / `dvc checkout` do: rewrite files, upstream ones newest."""
+    """What `dvc checkout` does where Snakemake has run: rewrite files, upstream ones newest.
+    Snakemake compares modification times whatever its rerun triggers, but an input whose
+    checksum equals the recorded one does not count as updated (files up to 1 MB, as here).
+    Without records (a fresh clone) see test_dvc.py: `snakemake --touch`."""
     files = [p for d in ("results", "data") for p in (built / d).rglob("*") if p.is_file()]
     now = time.time()
     for i, p in enumerate(sorted(files, key=lambda p: str(p))):
