@@ -2,6 +2,12 @@
 
 OMP_WAIT_POLICY must be set before numpy/torch/sklearn load their OpenMP runtimes: with the
 default spinning policy, torch's and scikit-learn's idle threads fight for the 2 cores.
+
+Hypothesis profiles (loaded here, before any test module builds its ``settings``): ``ci``
+(chosen when the environment variable ``CI`` is set, as ``.ci/run`` does) draws the same
+examples on every run and keeps no example database, so a CI result is reproducible;
+``dev`` (the default) draws new examples each run and remembers failures in
+``.hypothesis/``, so local runs keep exploring. ``HYPOTHESIS_PROFILE`` overrides the choice.
 """
 
 import os
@@ -10,6 +16,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 from .pipeline_fixtures import built, pipeline  # noqa: F401  (session-wide, shared)
 

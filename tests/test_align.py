@@ -88,7 +88,9 @@ def test_ransac_rejects_30_percent_outliers_where_least_squares_fails(seed, k, l
     # minimal samples: with the paper's 20 per hypothesis an all-clean draw at 30 % outliers
     # has probability ~0.0006, so 100 hypotheses would rarely find one
     n_hyp = hypotheses_needed(l, int(clean.sum()), k + 1)
-    res = ransac_affine(src, dst, n_hypotheses=n_hyp, sample_size=k + 1, generator=gen(seed))
+    res = ransac_affine(
+        src, dst, n_hypotheses=n_hyp, sample_size=k + 1, min_inliers=k + 1, generator=gen(seed)
+    )
     err = (apply_affine(res.transform, src[clean]) - apply_affine(truth, src[clean])).abs().max()
     assert float(err) < 1e-4
     assert torch.equal(res.inliers, clean)
@@ -212,6 +214,101 @@ def test_sample_size_is_raised_to_minimal_and_clamped_to_l():
     small_src, small_dst = src[:27], dst[:27]  # sample_size 100 > l: clamped
     res = ransac_affine(small_src, small_dst, sample_size=100, generator=gen(0))
     torch.testing.assert_close(res.transform, as_T(a, b), atol=1e-6, rtol=0)
+
+
+def test_refit_needs_min_inliers_else_all_anchors():
+    """A consensus of fewer than ``min_inliers`` (default 4 (K + 1)) is not refitted on."""
+    rng = np.random.default_rng(12)
+    k, l = 3, 60
+    a, b = random_affine(rng, k)
+    src, dst = anchors(rng, l, k, a, b)
+    dst, clean = corrupt(rng, dst, 0.8)  # 12 clean anchors: 3 (K + 1), below 4 (K + 1)
+    kw = {"n_hypotheses": 3000, "sample_size": k + 1, "generator": gen(1)}
+    res = ransac_affine(src, dst, **kw)
+    assert res.fallback and res.inlier_ratio == pytest.approx(12 / 60)
+    torch.testing.assert_close(res.transform, fit_affine(src, dst))
+    res = ransac_affine(src, dst, min_inliers=12, **kw)
+    assert not res.fallback and torch.equal(res.inliers, clean)
+    torch.testing.assert_close(res.transform, as_T(a, b), atol=1e-6, rtol=0)
+
+
+@FAST
+@given(seed=seeds, k=dims, scale=st.sampled_from([1e-3, 1.0, 30.0]))
+def test_relative_tolerance_does_not_depend_on_the_coordinates_scale(seed, k, scale):
+    """Scaling both embeddings by c scales the map's translation and nothing else."""
+    rng = np.random.default_rng(seed)
+    a, b = random_affine(rng, k)
+    src, dst = anchors(rng, 8 * (k + 1), k, a, b)
+    dst = dst + 0.05 * torch.from_numpy(rng.normal(size=dst.shape))
+    dst, _ = corrupt(rng, dst, 0.2)
+    kw = {"tolerance": 0.1, "relative": True, "sample_size": k + 1, "n_hypotheses": 200}
+    r1 = ransac_affine(src, dst, generator=gen(seed), **kw)
+    r2 = ransac_affine(src * scale, dst * scale, generator=gen(seed), **kw)
+    assert torch.equal(r1.inliers, r2.inliers)
+    assert r2.tolerance == pytest.approx(r1.tolerance * scale, rel=1e-9)
+    assert r1.tolerance == pytest.approx(
+        0.1 * float((dst - dst.mean(0)).norm(dim=1).square().mean().sqrt())
+    )
+    torch.testing.assert_close(r2.transform[:, :-1], r1.transform[:, :-1], atol=1e-8, rtol=1e-8)
+    torch.testing.assert_close(
+        r2.transform[:, -1], scale * r1.transform[:, -1], atol=1e-8 * scale, rtol=1e-8
+    )
+
+
+def trivial_anchors(rng, l: int, k: int, spread: float):
+    """Column 0 nearly constant (1 +- spread, like sqrt(m) D^1/2 1 / ||D^1/2 1||), the rest
+    N(0, 1); the map: a positive scale on column 0, an affine map of the rest."""
+    src = torch.from_numpy(rng.normal(size=(l, k)))
+    src[:, 0] = 1.0 + spread * src[:, 0]
+    a, b = random_affine(rng, k - 1)
+    c = float(rng.uniform(0.5, 2.0))
+    T = torch.zeros(k, k + 1, dtype=torch.float64)
+    T[0, 0] = c
+    T[1:, 1:-1], T[1:, -1] = a, b
+    return src, T
+
+
+@FAST
+@given(seed=seeds, k=st.integers(2, 11), spread=st.sampled_from([1e-3, 0.05, 0.3]))
+def test_trivial_first_is_well_posed_and_recovers_its_map(seed, k, spread):
+    rng = np.random.default_rng(seed)
+    src, T = trivial_anchors(rng, 10 * (k + 1), k, spread)
+    dst = apply_affine(T, src)
+    res = ransac_affine(src, dst, trivial_first=True, generator=gen(seed))
+    torch.testing.assert_close(res.transform, T, atol=1e-8, rtol=0)
+    torch.testing.assert_close(fit_affine(src, dst, trivial_first=True), T, atol=1e-8, rtol=0)
+    # the affine design without the trivial column stays well conditioned however flat the
+    # trivial column is; with it, the condition grows like 1 / spread
+    assert res.condition_number < 10
+    x_full = torch.cat([src, torch.ones(len(src), 1, dtype=src.dtype)], dim=1)
+    s = torch.linalg.svdvals(x_full)
+    assert float(s.max() / s.min()) > 0.2 / spread
+
+
+def test_trivial_first_with_one_component_is_a_scale():
+    rng = np.random.default_rng(9)
+    src = 1.0 + 0.01 * torch.from_numpy(rng.normal(size=(40, 1)))
+    res = ransac_affine(src, 3.0 * src, trivial_first=True, generator=gen(0))
+    torch.testing.assert_close(res.transform, torch.tensor([[3.0, 0.0]], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("trivial_first", [False, True])
+def test_heldout_error_is_the_leave_one_out_error(trivial_first):
+    """Independent route: refit without each anchor and measure its error."""
+    rng = np.random.default_rng(10)
+    k, l = 4, 40
+    src, T = trivial_anchors(rng, l, k, 0.05)
+    dst = apply_affine(T, src) + 0.1 * torch.from_numpy(rng.normal(size=(l, k)))
+    dst[:5] += 3.0  # five outliers, outside the fit set
+    res = ransac_affine(src, dst, trivial_first=trivial_first, tolerance=0.5, generator=gen(0))
+    assert not res.fallback and not bool(res.inliers[:5].any())
+    errs = []
+    for i in range(l):
+        keep = res.inliers.clone()
+        keep[i] = False
+        t_i = fit_affine(src[keep], dst[keep], trivial_first=trivial_first)
+        errs.append(float(torch.linalg.vector_norm(apply_affine(t_i, src[i : i + 1]) - dst[i])))
+    assert res.heldout_error == pytest.approx(float(np.median(errs)), rel=1e-9)
 
 
 # ----------------------------------------------------------------------------- errors

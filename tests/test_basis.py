@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from basis_nmce.basis import BASiS, _skip_anchors
 from basis_nmce.errors import ConfigError
@@ -88,30 +89,97 @@ def test_resume_from_checkpoint_gives_same_run(tmp_path, monkeypatch):
     np.testing.assert_allclose(resumed.transform(x), full.transform(x), rtol=1e-4, atol=1e-4)
 
 
-def test_recenter_removes_an_offset_of_the_reference():
+@pytest.mark.parametrize("drop_first", [False, True])
+def test_recenter_removes_an_offset_of_the_reference(drop_first):
     """Shifting the reference's anchor coordinates by c shifts every batch's affine offset b by
     c (Eq. 13), so the network learns outputs shifted by c; offset_ (the mean b) must absorb it
-    and transform must give the same embedding as with the unshifted reference."""
+    and transform must give the same embedding as with the unshifted reference. A kept trivial
+    eigenvector (column 0 with drop_first=False) is aligned by a scale and has no offset."""
     from dataclasses import replace
 
     from basis_nmce.anchors import build_reference
 
     x, _ = blobs()
-    est = small()
+    est = small(drop_first=drop_first)
     ref = build_reference(
-        x, 3, batch_size=128, n_anchors=30, n_clusters=3, graph=est.graph_kwargs, seed=0
+        x,
+        3,
+        batch_size=128,
+        n_anchors=30,
+        n_clusters=3,
+        graph=est.batch_graph_kwargs(len(x)),
+        seed=0,
     )
-    c = np.array([0.5, -1.0, 2.0])
+    c = np.array([0.5 if drop_first else 0.0, -1.0, 2.0])
     shifted = replace(ref, anchor_embedding=ref.anchor_embedding + c)
-    a = small().fit(x, reference=ref)
-    b = small().fit(x, reference=shifted)
+    a = small(drop_first=drop_first).fit(x, reference=ref)
+    b = small(drop_first=drop_first).fit(x, reference=shifted)
     np.testing.assert_allclose(b.offset_ - a.offset_, c, atol=1e-6)
     emb_a, emb_b = a.transform(x), b.transform(x)
-    # without the correction the two embeddings sit c apart; with it, within 5% of |c|
-    assert np.all(np.abs((emb_b - emb_a).mean(0)) < 0.05 * np.abs(c))
-    plain = small(recenter=False).fit(x, reference=shifted)
+    # without the correction the two embeddings sit c apart; with it, within 5% of |c| (of the
+    # smallest shift for the unshifted trivial column: the two networks still train apart)
+    allowed = 0.05 * np.where(c == 0, np.abs(c[c != 0]).min(), np.abs(c))
+    assert np.all(np.abs((emb_b - emb_a).mean(0)) < allowed)
+    plain = small(drop_first=drop_first, recenter=False).fit(x, reference=shifted)
     np.testing.assert_array_equal(plain.offset_, np.zeros(3))
     np.testing.assert_allclose(plain.transform(x) - b.offset_, emb_b, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def digits() -> np.ndarray:
+    from sklearn.datasets import load_digits
+
+    return (load_digits().data / 16.0).astype(np.float32)
+
+
+def digits_k10(**kw) -> BASiS:
+    """BASiS on scikit-learn's digits at the paper's scale: K = 10, batch 512, 250 anchors, the
+    graph of the default pipeline (kNN 15, sigma from the 7th) in every batch."""
+    params = dict(
+        n_components=10,
+        n_neighbors=15,
+        batch_graph="same_k",
+        n_iter=20,
+        hidden=(16,),
+        random_state=0,
+        device="cpu",
+    )
+    params.update(kw)
+    return BASiS(**params)
+
+
+def test_anchors_of_20_batches_lie_on_the_reference_at_k10(digits):
+    """The paper's Fig. 3 as a test. Bound, relative to the reference anchors' RMS spread s
+    (about sqrt(K) = 3.2): in every one of the first 20 batches the median anchor lies within
+    0.2 s of its reference position, and of all 20 x 250 aligned anchors 90% lie within 0.5 s
+    (measured: medians 0.09-0.13 s, 90% within 0.28 s; a few anchors per batch are outliers,
+    up to 7 s away, which RANSAC leaves out of the fit). The paper's absolute tolerance 0.1 kept
+    ~5% of the anchors at K = 10, and the map on the near-constant trivial eigenvector threw
+    the aligned anchors far off (the landed code on this test: per-batch medians up to 2.1 s,
+    90% quantile 4.2 s, the worst anchor 216 away)."""
+    from basis_nmce.align import anchor_scale
+
+    est = digits_k10().fit(digits)
+    ref = est.reference_.anchor_embedding
+    s = anchor_scale(torch.as_tensor(ref))
+    assert len(est.anchor_trace_) == 20
+    err = np.stack([np.linalg.norm(aligned - ref, axis=1) for _, aligned in est.anchor_trace_])
+    assert np.all(np.median(err, axis=1) < 0.2 * s)
+    assert np.quantile(err, 0.9) < 0.5 * s
+    assert est.median_inlier_ratio_ > 0.5 and est.fallback_batches_ == 0
+    log = est.history_
+    assert {"inlier_ratio", "fallback", "heldout_error"} <= set(log[0])
+    assert all(0 < h["heldout_error"] < 0.5 * s for h in log)
+
+
+def test_few_inliers_fall_back_to_all_anchors_and_warn(digits, caplog):
+    """The paper's absolute 0.1 at K = 10: almost no inliers, so every map is fitted on all
+    anchors, counted, and fit() warns."""
+    with caplog.at_level("WARNING", logger="basis_nmce.basis"):
+        est = digits_k10(ransac_tolerance=0.1, ransac_tolerance_mode="absolute").fit(digits)
+    assert est.median_inlier_ratio_ < 0.5
+    assert est.fallback_batches_ == 20 == sum(h["fallback"] for h in est.history_)
+    assert "median RANSAC inlier ratio" in caplog.text
 
 
 def test_too_few_anchors_is_a_clear_error():

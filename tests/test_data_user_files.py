@@ -146,11 +146,16 @@ def test_npz_object_arrays_are_not_unpickled(tmp_path):
 def test_not_an_npz(tmp_path):
     path = tmp_path / "x.npz"
     path.write_text("hello")
-    with pytest.raises(DataError, match=r"x\.npz: not a readable \.npz"):
+    with pytest.raises(
+        DataError, match=r"x\.npz: is not an \.npz archive: found text.*numpy\.savez"
+    ):
         _load(tmp_path, path)
     np.save(tmp_path / "single.npy", _x())
     (tmp_path / "single.npy").rename(tmp_path / "single.npz")
-    with pytest.raises(DataError, match=r"single\.npz: holds a single array.*source npy"):
+    with pytest.raises(
+        DataError,
+        match=r"single\.npz: is not an \.npz archive: found a single \.npy array.*source npy",
+    ):
         _load(tmp_path, tmp_path / "single.npz")
 
 

@@ -320,6 +320,58 @@ def test_drop_first_on_a_disconnected_graph_drops_the_trivial_vector(laplacian):
     assert np.corrcoef(yb[:, 0].numpy(), ys[0])[0, 1] > 0.999  # float32 kNN: a few ties differ
 
 
+@pytest.mark.parametrize("laplacian", ["sym", "rw", "unnormalized"])
+def test_kept_trivial_vector_comes_first_on_a_disconnected_graph(laplacian):
+    """drop_first=False, two components: column 0 is the trivial vector (BASiS aligns it by a
+    scale alone), column 1 the null vector orthogonal to it, for every solver."""
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(size=(300, 2)), rng.normal(size=(200, 2)) + 50])
+    W = affinity(x, n_neighbors=10)
+    deg = np.asarray(W.sum(axis=1)).ravel()
+    trivial = np.ones(len(x)) if laplacian == "unnormalized" else np.sqrt(deg)
+    for solver in ("dense", "sparse"):
+        y = spectral_embedding(x, 2, n_neighbors=10, laplacian=laplacian, solver=solver)
+        u = y.embedding.astype(np.float64)
+        if laplacian == "rw":
+            u = u * np.sqrt(deg)[:, None]
+        cos = u.T @ trivial / (np.linalg.norm(u, axis=0) * np.linalg.norm(trivial))
+        np.testing.assert_allclose(np.abs(cos), [1.0, 0.0], atol=1e-5)
+    yb, _ = batch_spectral_embedding(torch.as_tensor(x), 2, n_neighbors=10, laplacian=laplacian)
+    ub = yb.double().numpy() * (np.sqrt(deg)[:, None] if laplacian == "rw" else 1.0)
+    cos_b = ub[:, 0] @ trivial / (np.linalg.norm(ub[:, 0]) * np.linalg.norm(trivial))
+    assert abs(cos_b) > 1 - 1e-5
+
+
+def test_authors_kernel_matches_their_construction(connected_3000):
+    """Independent route, as the BASiS code builds it: scikit-learn's kNN graph with the point
+    itself among its 10 neighbours, sigma_i = distance to the 7th other neighbour,
+    W_ij = exp(-(d_ij / sigma_i)^2) row by row, then (W + W^T) / 2."""
+    from sklearn.neighbors import NearestNeighbors
+
+    x = connected_3000[:400]
+    d, i = NearestNeighbors(n_neighbors=10).fit(x).kneighbors(x)  # column 0: the point itself
+    assert np.all(i[:, 0] == np.arange(len(x)))
+    sigma = d[:, 7]  # the 7th neighbour other than the point itself
+    w = np.zeros((len(x), len(x)))
+    rows = np.repeat(np.arange(len(x)), 10)
+    w[rows, i.ravel()] = np.exp(-((d / sigma[:, None]) ** 2)).ravel()
+    expected = (w + w.T) / 2
+    graph = {"n_neighbors": 10, "sigma_neighbor": 7, "kernel": "authors"}
+    np.testing.assert_allclose(affinity(x, **graph).toarray(), expected, rtol=1e-10, atol=1e-12)
+    dense = batch_affinity(torch.as_tensor(x), **graph).numpy()
+    np.testing.assert_allclose(dense, expected, rtol=1e-10, atol=1e-12)
+    # symmetrize overrides the kernel's own (W + W^T) / 2; the paper kernel has no self-loop
+    summed = affinity(x, **graph, symmetrize="sum").toarray()
+    np.testing.assert_allclose(summed, w + w.T, rtol=1e-10, atol=1e-12)
+    assert np.all(affinity(x, n_neighbors=10).diagonal() == 0)
+    res = spectral_embedding(x, 4, **graph)
+    np.testing.assert_allclose(res.embedding.T @ res.embedding / len(x), np.eye(4), atol=1e-5)
+    with pytest.raises(ConfigError, match="kernel"):
+        affinity(x, n_neighbors=10, kernel="author")
+    with pytest.raises(ConfigError, match="at least 2"):
+        affinity(x, n_neighbors=1, sigma_mode="fixed", sigma_value=1.0, kernel="authors")
+
+
 def test_config_call_styles(five_blobs):
     x, _ = five_blobs
     cfg = {

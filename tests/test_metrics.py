@@ -27,6 +27,7 @@ from basis_nmce.metrics import (
     nearest_subspace_accuracy,
     nmi,
     orthogonality,
+    orthogonality_authors,
     svm_accuracy,
 )
 
@@ -255,6 +256,31 @@ def test_orthogonality_zero_for_scaled_orthonormal_columns(k, extra, seed):
         assert orthogonality(math.sqrt(n) * q @ shear) > 0.01
 
 
+@FAST
+@given(k=st.integers(1, 6), extra=st.integers(0, 40), seed=seeds, scales=st.integers(0, 2**31))
+def test_authors_orthogonality_ignores_column_scales_and_is_not_squared(k, extra, seed, scales):
+    """Independent route: the cosines of the angles between columns."""
+    rng = np.random.default_rng(seed)
+    n = k + 1 + extra
+    y = rng.normal(size=(n, k))
+    scaled = y * np.random.default_rng(scales).uniform(0.1, 10.0, size=k)
+    cos = np.array(
+        [[y[:, i] @ y[:, j] / np.linalg.norm(y[:, i]) / np.linalg.norm(y[:, j]) for j in range(k)]
+         for i in range(k)]
+    )  # fmt: skip
+    expected = math.sqrt(float(np.sum((cos - np.eye(k)) ** 2)))
+    assert orthogonality_authors(y) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert orthogonality_authors(scaled) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    q, _ = np.linalg.qr(y)
+    assert orthogonality_authors(5.0 * q) == pytest.approx(0.0, abs=1e-10)
+
+
+def test_authors_orthogonality_maximum_is_table1_specnet2():
+    """All ten columns parallel: sqrt(K^2 - K) = sqrt(90) = 9.487, Table 1's SpecNet2 figure."""
+    y = np.outer(np.arange(1.0, 51.0), np.arange(1.0, 11.0))
+    assert orthogonality_authors(y) == pytest.approx(math.sqrt(90), rel=1e-12)
+
+
 # --------------------------------------------------------------------------- classifiers
 
 
@@ -390,7 +416,15 @@ def test_embedding_metrics_keys_and_unlabelled():
     out = embedding_metrics(
         tr, te, y[:200], y[200:], reference_test=te @ orthogonal(4, rng), n_clusters=4
     )
-    assert set(out) == {"grassmann", "orthogonality", "nmi", "acc", "ari", "linear_acc"}
+    assert set(out) == {
+        "grassmann",
+        "orthogonality",
+        "orthogonality_authors",
+        "nmi",
+        "acc",
+        "ari",
+        "linear_acc",
+    }
     assert out["grassmann"] == pytest.approx(0.0, abs=1e-8)
     assert out["orthogonality"] == pytest.approx(orthogonality(te))
     assert out["acc"] == 1.0 and out["linear_acc"] == 1.0

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from basis_nmce.augment import make_augmenter
-from basis_nmce.errors import ConfigError, TrainingError
+from basis_nmce.errors import ConfigError, DataError, TrainingError
 from basis_nmce.metrics import cluster_accuracy
 from basis_nmce.nmce.guards import CollapseMonitor, check_finite, effective_rank
 from basis_nmce.nmce.networks import build_network
@@ -164,11 +165,22 @@ def test_stage2_freezes_backbone_and_resets_heads():
     assert not same(trunk, [p.detach() for m in model.trunk_modules() for p in m.parameters()])
 
 
-def test_nan_input_is_caught():
+def test_nan_input_is_refused_before_training():
+    # NaN in the data is the data's fault: named at once, not blamed on the learning rate
     x = X.clone()
     x[3, 0] = float("nan")
-    with pytest.raises(TrainingError, match="lower learning rate or larger eps"):
+    with pytest.raises(DataError, match=r"x contains NaN or infinite values \(first in sample 3\)"):
         train_joint(small_net(), x, NOISE, cfg(steps=5, batch_size=len(x)))
+
+
+def test_inputs_are_checked_against_the_network():
+    net = small_net()
+    with pytest.raises(DataError, match=r"shape \(3,\), but the network was built for \(2,\)"):
+        train_tcr(net, torch.ones(8, 3), NOISE, cfg(steps=1))
+    z = embed(net, X[:5].numpy().tolist())  # lists and arrays are converted like check_array
+    assert z.shape == (5, net.spec["feature_dim"]) and torch.isfinite(z).all()
+    with pytest.raises(DataError, match="NaN"):
+        embed(net, np.full((2, 2), np.nan))
 
 
 def test_huge_learning_rate_is_caught():

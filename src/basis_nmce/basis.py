@@ -25,11 +25,13 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
+from . import batch_limits
 from .align import apply_affine, ransac_affine
 from .anchors import ANCHOR_STRATEGIES, Reference, build_reference, rows
+from .batch_graph import batch_graph as derive_batch_graph
 from .errors import BasisNmceError, ConfigError, DataError
 from .graph import batch_spectral_embedding
-from .io import atomic_path, load_checkpoint, load_model, save_checkpoint, save_model
+from .io import atomic_path, load_checkpoint, load_model, load_npy, save_checkpoint, save_model
 from .models import MLP, resolve_device
 
 log = logging.getLogger(__name__)
@@ -39,11 +41,16 @@ LOG_FIELDS = (
     "loss",
     "lr",
     "inlier_ratio",
+    "fallback",
     "residual",
+    "heldout_error",
     "condition",
     "rejected",
     "seconds",
 )
+#: below this median RANSAC inlier ratio the alignment is suspect, and fit() says so
+LOW_INLIER_RATIO = 0.5
+TOLERANCE_MODES = ("relative", "absolute")
 TRACE_BATCHES = 20  # batches whose anchor coordinates are kept (paper Fig. 3)
 
 
@@ -57,6 +64,8 @@ class BatchTarget:
     residual: float
     condition: float
     rejected: int
+    fallback: bool = False
+    heldout_error: float = math.nan
     translation: np.ndarray | None = None  # (K,) the affine map's offset b (Eq. 13)
     anchors_raw: np.ndarray | None = None  # (l, K) batch eigenvectors of the anchors
     anchors_aligned: np.ndarray | None = None  # (l, K) the same after the affine map
@@ -92,15 +101,25 @@ class AlignmentGuard:
 class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
     """Learn the leading Laplacian eigenvectors from aligned mini-batches (scikit-learn API).
 
-    Defaults are the paper's (Sec. 5.2, 7.3.3): kNN 50, sigma from the 7th neighbour, L_N,
-    batch 512, Adam 1e-4, 1000 iterations, MLP 256-512-512-256-K; RANSAC 100 hypotheses of
-    20 anchors, tolerance 0.1. ``n_anchors`` defaults to 25 per cluster (at most half a batch).
+    Defaults are the paper's (Sec. 5.2, 7.3.3) where it has one: kNN 50, sigma from the 7th
+    neighbour, L_N, batch 512, Adam 1e-4, 1000 iterations, MLP 256-512-512-256-K; RANSAC 100
+    hypotheses of 20 anchors. ``n_anchors`` defaults to 25 per cluster (at most half a batch).
 
-    ``recenter`` (ours; the paper is silent): every batch's exact non-trivial eigenvectors are
-    centred (orthogonal to ``D^1/2 1``), so the offsets ``b`` of their affine maps to the
-    reference (Eq. 13) estimate the reference's own offset, a sampling error of its one batch
-    that the network would otherwise learn. Their mean over the training batches, ``offset_``,
-    is subtracted by :meth:`transform`. ``False`` gives the paper's output.
+    Ours, where the paper is silent or its literal setting fails at K = 10 (README, "BASiS"):
+
+    * ``batch_graph``: ``derived`` builds each batch's graph at the density of the graph the
+      user means (``n_neighbors`` and ``sigma_neighbor`` over ``graph_size`` points, default
+      the ``fit`` data; :mod:`basis_nmce.batch_graph`); ``same_k`` is the paper's literal.
+    * ``ransac_tolerance_mode``: ``relative`` (default) takes ``ransac_tolerance`` as a fraction
+      of the reference anchors' RMS spread, so the inlier test means the same for any K and
+      batch size; ``absolute`` with ``ransac_tolerance=0.1`` is the paper's. A refit needs
+      ``ransac_min_inliers`` inliers (default 4 (K + 1)), else the map is fitted on all anchors
+      (counted as ``fallback`` in the log).
+    * With ``drop_first=False`` the trivial eigenvector (column 0) is aligned by a scale alone
+      and the others by an affine map of the others: ``[phi, 1]`` with a near-constant column
+      is ill-posed (:mod:`basis_nmce.align`).
+    * ``recenter``: the mean translation of the batches' maps, ``offset_``, is subtracted by
+      :meth:`transform` (see :meth:`fit`). ``False`` gives the paper's output.
     """
 
     def __init__(
@@ -120,12 +139,17 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         *,
         sigma_mode: str = "local",
         sigma_value: float | None = None,
-        symmetrize: str = "sum",
+        symmetrize: str | None = None,
+        kernel: str = "paper",
         drop_first: bool = False,
         n_clusters: int | None = None,
         ransac_hypotheses: int = 100,
         ransac_sample: int = 20,
-        ransac_tolerance: float = 0.1,
+        ransac_tolerance: float = 0.3,
+        ransac_tolerance_mode: str = "relative",
+        ransac_min_inliers: int | None = None,
+        batch_graph: str = "derived",
+        graph_size: int | None = None,
         lr_decay: float = 1.0,
         recenter: bool = True,
         checkpoint_every: int = 100,
@@ -147,11 +171,16 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         self.sigma_mode = sigma_mode
         self.sigma_value = sigma_value
         self.symmetrize = symmetrize
+        self.kernel = kernel
         self.drop_first = drop_first
         self.n_clusters = n_clusters
         self.ransac_hypotheses = ransac_hypotheses
         self.ransac_sample = ransac_sample
         self.ransac_tolerance = ransac_tolerance
+        self.ransac_tolerance_mode = ransac_tolerance_mode
+        self.ransac_min_inliers = ransac_min_inliers
+        self.batch_graph = batch_graph
+        self.graph_size = graph_size
         self.lr_decay = lr_decay
         self.recenter = recenter
         self.checkpoint_every = checkpoint_every
@@ -161,15 +190,23 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
     # ----------------------------------------------------------------- helpers
     @property
     def graph_kwargs(self) -> dict[str, Any]:
+        """The graph the user means (over ``graph_size`` points); batches use
+        :meth:`batch_graph_kwargs`."""
         return {
             "n_neighbors": self.n_neighbors,
             "sigma_mode": self.sigma_mode,
             "sigma_neighbor": self.sigma_neighbor,
             "sigma_value": self.sigma_value,
             "symmetrize": self.symmetrize,
+            "kernel": self.kernel,
             "laplacian": self.laplacian,
             "drop_first": self.drop_first,
         }
+
+    def batch_graph_kwargs(self, n: int) -> dict[str, Any]:
+        """The graph each batch is built with, for ``n`` training points (``batch_graph``)."""
+        m = min(int(self.batch_size), n)
+        return derive_batch_graph(self.graph_kwargs, m, int(self.graph_size or n), self.batch_graph)
 
     def _seed(self) -> int:
         return 0 if self.random_state is None else int(self.random_state)
@@ -182,22 +219,23 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
             raise ConfigError(
                 f"anchor_strategy {self.anchor_strategy!r}: choose one of {', '.join(ANCHOR_STRATEGIES)}"
             )
-        m = min(int(self.batch_size), n)
-        if m < self.n_neighbors + 1:
+        if self.ransac_tolerance_mode not in TOLERANCE_MODES:
             raise ConfigError(
-                f"batch_size {self.batch_size} (data: {n} points) must exceed n_neighbors "
-                f"{self.n_neighbors}"
+                f"ransac_tolerance_mode {self.ransac_tolerance_mode!r}: choose one of "
+                f"{', '.join(TOLERANCE_MODES)}"
             )
-        n_anchors = self.n_anchors
-        if n_anchors is None:
-            n_anchors = min(25 * self._n_clusters(), m // 2)
-        n_anchors = int(n_anchors)
-        if n_anchors < self.n_components + 1:
-            raise ConfigError(
-                f"n_anchors={n_anchors}: a {self.n_components}-dimensional affine map needs at "
-                f"least K + 1 = {self.n_components + 1} anchors"
-            )
-        return m, n_anchors
+        # Refuse what the data cannot honour, warn where a batch is capped (batch_limits).
+        batch_limits.check_components(self.n_components, self.drop_first)
+        return batch_limits.plan_batch(  # anchors by default: 25 per cluster, <= half a batch
+            self.batch_size,
+            n,
+            self.n_components,
+            self.batch_graph_kwargs(n)["n_neighbors"],  # the batch graph's k
+            self.n_anchors,
+            25,
+            self._n_clusters(),
+            warn_cap=False,
+        )
 
     # ----------------------------------------------------------- batch targets
     def _batch_target(self, x, ref: Reference, step: int, m: int) -> BatchTarget:
@@ -212,7 +250,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
             fresh = _skip_anchors(fresh, self._sorted_anchors)
             index = np.concatenate([anchors, fresh])
             xb = rows(x, index, self.device_)
-            phi, _ = batch_spectral_embedding(xb, self.n_components, **self.graph_kwargs)
+            phi, _ = batch_spectral_embedding(xb, self.n_components, **self.batch_graph_)
             gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
             res = ransac_affine(
                 phi[:l].double().cpu(),
@@ -220,6 +258,9 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
                 n_hypotheses=self.ransac_hypotheses,
                 sample_size=self.ransac_sample,
                 tolerance=self.ransac_tolerance,
+                relative=self.ransac_tolerance_mode == "relative",
+                min_inliers=self.ransac_min_inliers,
+                trivial_first=not self.drop_first,
                 generator=gen,
             )
             if self._guard.accept(res.residual, res.condition_number):
@@ -232,6 +273,8 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
                     residual=float(res.residual),
                     condition=float(res.condition_number),
                     rejected=attempt,
+                    fallback=res.fallback,
+                    heldout_error=float(res.heldout_error),
                     translation=res.transform[:, -1].double().cpu().numpy(),
                     anchors_raw=phi[:l].float().cpu().numpy() if traced else None,
                     anchors_aligned=target[:l].float().cpu().numpy() if traced else None,
@@ -304,6 +347,18 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         ``basis_reference`` stage); by default it is built here. ``checkpoint``: a file that is
         written every ``checkpoint_every`` steps and, when it exists and was written by the same
         settings on the same data, resumed from. ``log_csv``: the per-step training log.
+
+        ``recenter`` (why the mean translation estimates an offset): every batch's exact
+        eigenvectors, like the population eigenfunctions ``g``, are orthogonal to the trivial
+        eigenvector (``sum_i sqrt(d_i) phi_i = 0`` for L_N, ``sum_i d_i psi_i = 0`` for rw), in
+        the batch's own sample: a batch embeds as ``R_b (g - c_b)``, ``c_b`` the (degree-
+        weighted) sample mean of ``g`` that the constraint removes, and the reference as
+        ``R_r (g - c_r)``. The map of a batch onto the reference then translates by
+        ``b = R_r (c_b - c_r)``; the network learns ``R_r (g - c_r)``, and subtracting the mean
+        ``b`` over the batches leaves ``R_r (g - E[c_b])``. The weighting cancels: only the
+        batches and the reference obeying the same constraint matters. The anchors are in every
+        batch and in the reference, so their part of ``c_r`` stays; what goes is the sampling
+        offset of the reference's ``m - l`` other points.
         """
         x = _check_array(X, "X")
         n = len(x)
@@ -311,6 +366,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         self.device_ = resolve_device(self.device)
         torch.manual_seed(self._seed())
         self.n_features_in_ = x.shape[1]
+        self.batch_graph_ = self.batch_graph_kwargs(n)
         if reference is None:
             reference = build_reference(
                 x,
@@ -320,7 +376,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
                 strategy=self.anchor_strategy,
                 n_clusters=self._n_clusters(),
                 labels=None if y is None else np.asarray(y),
-                graph=self.graph_kwargs,
+                graph=self.batch_graph_,
                 seed=self._seed(),
             )
         ref = _check_reference(reference, n, m, self.n_components)
@@ -361,6 +417,21 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         self.anchor_trace_ = trace
         self.n_iter_ = len(history)
         self.rejected_batches_ = int(sum(h["rejected"] for h in history))
+        self.fallback_batches_ = int(sum(h["fallback"] for h in history))
+        self.median_inlier_ratio_ = (
+            float(np.median([h["inlier_ratio"] for h in history])) if history else math.nan
+        )
+        if self.median_inlier_ratio_ < LOW_INLIER_RATIO:
+            log.warning(
+                "BASiS: median RANSAC inlier ratio %.3f < %.1f (%d of %d batches fell back to "
+                "all anchors): the anchors' alignment is unreliable. With "
+                "ransac_tolerance_mode='absolute' the tolerance must suit K and the coordinates' "
+                "scale; 'relative' (default) does",
+                self.median_inlier_ratio_,
+                LOW_INLIER_RATIO,
+                self.fallback_batches_,
+                len(history),
+            )
         self.offset_ = (
             self._offset_sum / max(len(history), 1)
             if self.recenter
@@ -395,7 +466,9 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
                     "loss": float(loss.detach()),
                     "lr": lr_now,
                     "inlier_ratio": bt.inlier_ratio,
+                    "fallback": int(bt.fallback),
                     "residual": bt.residual,
+                    "heldout_error": bt.heldout_error,
                     "condition": bt.condition,
                     "rejected": bt.rejected,
                     "seconds": time.perf_counter() - t0,
@@ -447,6 +520,8 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         rng = np.random.default_rng([self._seed(), 0xC1])
         sub = np.sort(rng.permutation(len(x))[: min(len(x), 20000)])
         emb = self.transform(x[sub] if not isinstance(x, torch.Tensor) else x[torch.as_tensor(sub)])
+        if not self.drop_first and emb.shape[1] > 1:
+            emb = emb[:, 1:]  # column 0 is the trivial eigenvector: no cluster structure
         km = KMeans(self._n_clusters(), n_init=10, random_state=self._seed()).fit(emb)
         self.cluster_centers_ = km.cluster_centers_.astype(np.float64)
 
@@ -461,18 +536,13 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
     def transform(self, X, chunk_size: int = 8192) -> np.ndarray:
         """Embed any number of points (numpy, memory-mapped .npy or tensor), chunk by chunk."""
         self._check_fitted()
-        if isinstance(X, str | Path):
-            X = np.load(X, mmap_mode="r")
+        X = _check_array(X, "X", self.n_features_in_)
         n = len(X)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise DataError(
-                f"X has shape {tuple(X.shape)}; this model expects (n, {self.n_features_in_}) features"
-            )
         device = getattr(self, "device_", torch.device("cpu"))
         out = np.empty((n, self.n_components), dtype=np.float32)
         self.model_.eval()
         for s in range(0, n, chunk_size):
-            xb = torch.as_tensor(np.asarray(X[s : s + chunk_size]), dtype=torch.float32).to(device)
+            xb = torch.from_numpy(np.array(X[s : s + chunk_size], dtype=np.float32)).to(device)
             out[s : s + chunk_size] = self.model_(xb).cpu().numpy()
         offset = getattr(self, "offset_", None)
         if offset is not None:
@@ -484,10 +554,14 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         return self.clusters_of(self.transform(X))
 
     def clusters_of(self, embedding: np.ndarray) -> np.ndarray:
-        """Cluster labels of points already embedded by :meth:`transform` (nearest centre)."""
+        """Cluster labels of points already embedded by :meth:`transform` (nearest centre).
+
+        With ``drop_first=False`` the centres live in the non-trivial columns (1..K-1): the
+        trivial eigenvector (column 0) carries no cluster structure."""
         self._check_fitted()
-        emb = np.asarray(embedding, dtype=np.float64)
+        emb = _check_array(embedding, "embedding", self.n_components).astype(np.float64)
         c = np.asarray(self.cluster_centers_, dtype=np.float64)
+        emb = emb[:, emb.shape[1] - c.shape[1] :]  # models saved before the fix: all columns
         d2 = (emb**2).sum(1)[:, None] - 2 * emb @ c.T + (c**2).sum(1)[None, :]
         return np.argmin(d2, axis=1)
 
@@ -509,27 +583,50 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
             "offset": np.asarray(getattr(self, "offset_", np.zeros(self.n_components))).tolist(),
             "n_iter": getattr(self, "n_iter_", None),
             "rejected_batches": getattr(self, "rejected_batches_", None),
+            "resumed_from": getattr(self, "resumed_from_", None),
+            "history": list(getattr(self, "history_", [])),
         }
         save_model(path, self.model_.state_dict(), meta)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> BASiS:
-        """Load a model saved by :meth:`save`; never unpickles code (``weights_only``)."""
-        state, meta = load_model(path)
+        """Load a model saved by :meth:`save`; never unpickles code (``weights_only``).
+
+        Restores the network, the fitted attributes (``n_features_in_``, ``eigenvalues_``,
+        ``cluster_centers_``, ``offset_``, ``history_``, ``n_iter_``, ``rejected_batches_``,
+        ``resumed_from_``) and every parameter; not ``reference_`` or ``anchor_trace_``.
+        """
+        hint = "save the estimator again with BASiS.save (model.pt and model.json together)"
+        state, meta = load_model(path, hint=hint)
         if meta.get("class") != "BASiS":
-            raise DataError(f"{path}: not a BASiS model (class {meta.get('class')!r})")
+            raise DataError(
+                f"{path}: not a BASiS model (class {meta.get('class')!r} in "
+                f"{Path(path).with_suffix('.json').name}); load it with the code that saved it"
+            )
+        missing = [k for k in _SAVED_KEYS if k not in meta]
+        if missing:
+            raise DataError(
+                f"{Path(path).with_suffix('.json')}: lacks {', '.join(missing)}; {hint}"
+            )
         params = dict(meta["params"])
         params["hidden"] = tuple(params["hidden"])
         params["device"] = device
-        est = cls(**params)
-        est.device_ = resolve_device(device)
-        est.n_features_in_ = int(meta["n_features_in"])
-        est.model_ = MLP(est.n_features_in_, est.n_components, est.hidden).to(est.device_)
-        est.model_.load_state_dict(state)
+        try:
+            est = cls(**params)
+            est.device_ = resolve_device(device)
+            est.n_features_in_ = int(meta["n_features_in"])
+            est.model_ = MLP(est.n_features_in_, est.n_components, est.hidden).to(est.device_)
+            est.model_.load_state_dict(state)
+        except (TypeError, RuntimeError) as e:
+            raise DataError(f"{path}: does not match the settings in its JSON ({e}); {hint}") from e
         est.model_.eval()
         est.eigenvalues_ = np.asarray(meta["eigenvalues"])
         est.cluster_centers_ = np.asarray(meta["cluster_centers"], dtype=np.float64)
         est.offset_ = np.asarray(meta.get("offset", np.zeros(est.n_components)), dtype=np.float64)
+        est.history_ = [dict(h) for h in meta.get("history", [])]
+        est.n_iter_ = meta.get("n_iter")
+        est.rejected_batches_ = meta.get("rejected_batches")
+        est.resumed_from_ = meta.get("resumed_from")
         return est
 
 
@@ -564,19 +661,50 @@ def _check_reference(ref: Reference, n: int, m: int, n_components: int) -> Refer
     return ref
 
 
-def _check_array(X, name: str):
+_SAVED_KEYS = ("params", "n_features_in", "eigenvalues", "cluster_centers")
+
+
+def _check_array(X, name: str, n_features: int | None = None):
+    """``X`` as scikit-learn's ``check_array`` would accept it: 2-D, numeric, finite, not
+    empty, ``n_features`` columns when given. Lists, tensors and arrays become float32; a
+    path or memory-mapped ``.npy`` stays memory-mapped (checked chunk by chunk)."""
+    from sklearn.utils import check_array
+
     if isinstance(X, str | Path):
-        X = np.load(X, mmap_mode="r")
+        X = load_npy(X, what=f"{name}: a 2-D numeric .npy array")
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
-    if not isinstance(X, np.memmap):
-        X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2:
-        raise DataError(f"{name} must be 2-D (n, d); got shape {X.shape}")
-    if len(X) == 0:
-        raise DataError(f"{name} is empty")
-    if not isinstance(X, np.memmap) and not np.isfinite(X).all():
-        raise DataError(f"{name} contains NaN or inf; clean or impute it first")
+    if isinstance(X, np.memmap):
+        if X.ndim != 2 or not len(X) or not X.shape[1]:
+            raise DataError(f"{name} must be a non-empty 2-D array (n, d); got shape {X.shape}")
+        if not (np.issubdtype(X.dtype, np.integer) or np.issubdtype(X.dtype, np.floating)):
+            raise DataError(f"{name} must hold real numbers; got dtype {X.dtype}")
+    else:
+        try:
+            if np.ndim(X) != 2:
+                raise DataError(
+                    f"{name} must be 2-D (n_samples, n_features); got shape {np.shape(X)}: "
+                    "reshape(1, -1) makes one sample a row, reshape(-1, 1) one feature a column"
+                )
+            with np.errstate(over="ignore"):  # overflow to inf is reported below
+                X = check_array(X, dtype=np.float32, ensure_all_finite=False, input_name=name)
+        except DataError:
+            raise
+        except (TypeError, ValueError) as e:  # ragged lists, strings, complex numbers
+            raise DataError(f"{name}: {e}") from e
+    for start in range(0, len(X), 65536):  # chunks: a memory-mapped X is never all in RAM
+        finite = np.isfinite(np.asarray(X[start : start + 65536])).all(axis=1)
+        if not finite.all():
+            raise DataError(
+                f"{name} contains NaN or infinite values (first in row "
+                f"{start + int(np.argmin(finite))}; values beyond the float32 range overflow "
+                "to inf); remove or impute them first"
+            )
+    if n_features is not None and X.shape[1] != n_features:
+        raise DataError(
+            f"{name} has {X.shape[1]} features per row (shape {tuple(X.shape)}), but this model "
+            f"was fitted on {n_features}; pass data with the fitted features"
+        )
     return X
 
 

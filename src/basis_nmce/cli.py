@@ -18,12 +18,14 @@ import argparse
 import json
 import logging
 import sys
+import textwrap
+import warnings
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import BasisNmceError, ConfigError
+from .errors import BasisNmceError, ConfigError, SettingWarning
 
 log = logging.getLogger("basis_nmce")
 
@@ -42,12 +44,29 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
 
 def _params(args: argparse.Namespace, stage: str) -> dict[str, Any]:
     if args.params is not None:
+        if args.set:
+            raise ConfigError(
+                f"--set {' '.join(args.set)}: --params is the stage's complete settings, so --set "
+                "would be ignored; put the value into the --params JSON, or use --config with "
+                "--set instead of --params"
+            )
         try:
             params = json.loads(args.params)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"--params: not valid JSON ({exc})") from exc
         if not isinstance(params, dict):
             raise ConfigError("--params: expected a JSON object")
+        from .stages.params import missing_params
+
+        missing = missing_params(
+            params, stage, getattr(args, "kind", None), getattr(args, "method", None)
+        )
+        if missing:
+            raise ConfigError(
+                f"--params: missing {', '.join(missing)} (keys the {stage} stage reads); pass "
+                "the stage's whole slice of a validated config, as the pipeline does, or use "
+                "--config with --set instead of --params"
+            )
         return params
     from .config import load_config
     from .stages.params import stage_params
@@ -76,80 +95,215 @@ def _limit_threads(threads: int | None) -> None:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--params", help="the stage's settings as JSON (what the pipeline passes)")
-    src.add_argument("--config", default="config.yaml", help="config YAML (default: config.yaml)")
+    src.add_argument(
+        "--params",
+        metavar="JSON",
+        help="the stage's settings as JSON: its slice of a validated config (what the "
+        "pipeline passes); not combined with --set",
+    )
+    src.add_argument(
+        "--config", default="config.yaml", help="config YAML to read (default: config.yaml)"
+    )
     p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set graph.n_neighbors=30 (repeatable)",
     )
     p.add_argument("--threads", type=int, default=None, help="threads for torch/BLAS/OpenMP")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="how much to log on stderr (default: INFO)",
+    )
+    _add_debug(p)
+
+
+def _add_debug(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, show the Python traceback instead of the one-line message",
+    )
+
+
+def _dataset(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dataset", required=True, help="the data set's name under `datasets:` in the config"
+    )
+
+
+def _stage(
+    sub: argparse._SubParsersAction, name: str, summary: str, description: str, writes: str
+) -> argparse.ArgumentParser:
+    """A stage's parser: one-line ``summary`` (in ``basis-nmce --help``), a ``description``
+    and the files it ``writes`` (in ``basis-nmce <stage> --help``)."""
+    p = sub.add_parser(
+        name,
+        help=summary,
+        description=textwrap.fill(f"{summary[0].upper()}{summary[1:]}. {description}", 88),
+        epilog=f"writes:\n{writes}\n\nErrors print one line and exit 2 (--debug: traceback).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(p)
+    return p
+
+
+FEATURES_HELP = "features.npz from the features stage (arrays train, test)"
+PREPARED_HELP = "the prepare stage's data/prepared/<dataset>.npz (its .json sidecar beside it)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="basis-nmce",
-        description="Spectral embeddings (BASiS) and manifold clustering (NMCE): one command per stage.",
+        description="Spectral embeddings (BASiS) and manifold clustering (NMCE): one command "
+        "per pipeline stage. `basis-nmce STAGE --help` describes a stage, its options and the "
+        "files it writes.",
     )
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
 
-    p = sub.add_parser("fetch", help="download (or copy from a mirror) a data set's raw files")
-    _add_common(p)
-    p.add_argument("--dataset", required=True)
+    p = _stage(
+        sub,
+        "fetch",
+        "download (or copy from a mirror) a data set's raw files",
+        "The only stage that may use the network; `mirror:` in the config points at a local "
+        "copy instead. Checksums are verified and recorded.",
+        "  OUT/                 the raw files\n"
+        "  OUT/manifest.json    their origins and sha256 checksums",
+    )
+    _dataset(p)
     p.add_argument("--out", required=True, type=Path, help="raw folder, e.g. data/raw/digits")
 
-    p = sub.add_parser("prepare", help="raw files -> data/prepared/<dataset>.npz + .json sidecar")
-    _add_common(p)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--raw", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
+    p = _stage(
+        sub,
+        "prepare",
+        "turn a data set's raw files into the prepared format",
+        "Validates the arrays (NaN/inf, shapes, labels) and holds out a seeded test split "
+        "when the data have none.",
+        "  OUT                  .npz with x_train, y_train, x_test, y_test\n"
+        "  OUT with .json       sidecar: meta, shapes, dtypes, classes, sha256 of OUT",
+    )
+    _dataset(p)
+    p.add_argument(
+        "--raw", required=True, type=Path, help="the fetch stage's folder, e.g. data/raw/digits"
+    )
+    p.add_argument(
+        "--out", required=True, type=Path, help="prepared .npz, e.g. data/prepared/digits.npz"
+    )
 
-    p = sub.add_parser("features", help="prepared data -> features.npz (train, test)")
-    _add_common(p)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--kind", required=True)
-    p.add_argument("--prepared", required=True, type=Path)
+    p = _stage(
+        sub,
+        "features",
+        "compute the features of both splits",
+        "Kind raw: flattened, scaled inputs (optional PCA fitted on train); kind tcr: NMCE "
+        "stage 1 (TCR) features.",
+        "  OUT                  features.npz with train, test (float32)\n"
+        "  OUT with .json       kind, options, dimensions",
+    )
+    _dataset(p)
+    p.add_argument(
+        "--kind", required=True, help="feature kind: raw or tcr (the config's run.features)"
+    )
+    p.add_argument("--prepared", required=True, type=Path, help=PREPARED_HELP)
     p.add_argument(
         "--model",
         type=Path,
         default=None,
         help="kind tcr: the nmce_tcr stage's model.pt to embed with",
     )
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="features.npz to write")
 
-    p = sub.add_parser("analytic", help="exact eigenvectors of the train and test graphs")
-    _add_common(p)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--features", required=True, type=Path)
-    p.add_argument("--prepared", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path, help="embedding.npz")
+    p = _stage(
+        sub,
+        "analytic",
+        "exact eigenvectors of the train and test graphs",
+        "The reference every learnt method is scored against: each split's own graph, "
+        "eigenvectors scaled so that Y^T Y / n = I, and k-means clusters.",
+        "  OUT                  embedding.npz: train, test, eigenvalues, eigenvalues_test,\n"
+        "                       clusters_train, clusters_test\n"
+        "  OUT with .json       K, graph settings, seconds",
+    )
+    _dataset(p)
+    p.add_argument("--features", required=True, type=Path, help=FEATURES_HELP)
+    p.add_argument("--prepared", required=True, type=Path, help=PREPARED_HELP)
+    p.add_argument("--out", required=True, type=Path, help="embedding.npz to write")
 
-    p = sub.add_parser("basis_reference", help="BASiS anchors and their exact reference embedding")
-    _add_common(p)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--features", required=True, type=Path)
-    p.add_argument("--prepared", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path, help="reference.npz")
+    p = _stage(
+        sub,
+        "basis_reference",
+        "choose BASiS's anchors and embed the reference batch exactly",
+        "BASiS Eq. 11: the coordinates every training batch is aligned to.",
+        "  OUT                  reference.npz: anchor_index, reference_index,\n"
+        "                       anchor_embedding, reference_embedding, eigenvalues, strategy\n"
+        "  OUT with .json       anchor and reference counts, K, strategy, seconds",
+    )
+    _dataset(p)
+    p.add_argument("--features", required=True, type=Path, help=FEATURES_HELP)
+    p.add_argument("--prepared", required=True, type=Path, help=PREPARED_HELP)
+    p.add_argument("--out", required=True, type=Path, help="reference.npz to write")
 
-    p = sub.add_parser("basis_train", help="train BASiS on aligned batches, embed both splits")
-    _add_common(p)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--features", required=True, type=Path)
-    p.add_argument("--reference", required=True, type=Path, help="basis_reference's reference.npz")
-    p.add_argument("--prepared", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path, help="embedding.npz")
-    p.add_argument("--checkpoint", type=Path, default=None, help="resume from / save to this file")
+    p = _stage(
+        sub,
+        "basis_train",
+        "train BASiS on aligned batches and embed both splits",
+        "BASiS Algorithm 1 (Eqs. 13-15) from the basis_reference stage's reference.",
+        "  OUT                  embedding.npz: train, test, clusters_train, clusters_test\n"
+        "  OUT with .json       settings, iterations, redrawn batches, final loss, seconds\n"
+        "  model.pt, model.json beside OUT: the network (BASiS.load reads them)\n"
+        "  log.csv              per step: loss, lr, inlier ratio, residual, condition, redrawn\n"
+        "  anchors.npz          anchors before and after alignment, first batches (Fig. 3)\n"
+        "  grid.npz             the network on a grid over 2-D inputs (Fig. 1)\n"
+        "  --checkpoint file    while training; removed once the outputs exist",
+    )
+    _dataset(p)
+    p.add_argument("--features", required=True, type=Path, help=FEATURES_HELP)
+    p.add_argument(
+        "--reference", required=True, type=Path, help="the basis_reference stage's reference.npz"
+    )
+    p.add_argument("--prepared", required=True, type=Path, help=PREPARED_HELP)
+    p.add_argument("--out", required=True, type=Path, help="embedding.npz to write")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="resume from this file when it matches the settings and data; saved to it",
+    )
     p.add_argument("--progress", action="store_true", help="show a progress bar")
 
-    for stage, what in (
-        ("nmce_tcr", "NMCE stage 1: TCR features from a fresh network"),
-        ("nmce_cluster", "NMCE stage 2: cluster head on stage 1's frozen backbone"),
-        ("nmce_finetune", "NMCE stage 3: fine-tune stage 2's model (or joint training)"),
+    for stage, what, description in (
+        ("nmce_tcr", "NMCE stage 1: TCR features from a fresh network", "NMCE Eq. 5."),
+        (
+            "nmce_cluster",
+            "NMCE stage 2: cluster head on stage 1's frozen backbone",
+            "NMCE Eq. 4 with Gumbel-softmax memberships; nmce.restarts keeps the restart "
+            "that breaks the augmentation constraint least.",
+        ),
+        (
+            "nmce_finetune",
+            "NMCE stage 3: fine-tune stage 2's model (or joint training)",
+            "Every parameter on NMCE Eq. 4; with nmce.joint the full objective from a fresh "
+            "network.",
+        ),
     ):
-        p = sub.add_parser(stage, help=what)
-        _add_common(p)
-        p.add_argument("--dataset", required=True)
-        p.add_argument("--features", type=Path, default=None, help="features.npz (network mlp)")
-        p.add_argument("--prepared", required=True, type=Path)
+        p = _stage(
+            sub,
+            stage,
+            what,
+            description,
+            "  OUT                  embedding.npz: train, test (unit-norm features)"
+            + ("" if stage == "nmce_tcr" else ", clusters_train, clusters_test")
+            + "\n  OUT with .json       settings, steps, restarts, seconds\n"
+            "  model.pt, model.json beside OUT: the network\n"
+            "  log.csv              per logged step: loss, lr, effective rank, rates\n"
+            "  --checkpoint file    while training; removed once the outputs exist",
+        )
+        _dataset(p)
+        p.add_argument(
+            "--features", type=Path, default=None, help=f"{FEATURES_HELP}; for network mlp"
+        )
+        p.add_argument("--prepared", required=True, type=Path, help=PREPARED_HELP)
         if stage != "nmce_tcr":
             p.add_argument(
                 "--model",
@@ -157,29 +311,76 @@ def build_parser() -> argparse.ArgumentParser:
                 default=None,
                 help="the previous stage's model.pt (not read by nmce_finetune with nmce.joint)",
             )
-        p.add_argument("--out", required=True, type=Path, help="embedding.npz")
-        p.add_argument("--checkpoint", type=Path, default=None, help="resume from / save to")
+        p.add_argument("--out", required=True, type=Path, help="embedding.npz to write")
+        p.add_argument(
+            "--checkpoint",
+            type=Path,
+            default=None,
+            help="resume from this file when it matches the settings and inputs; saved to it",
+        )
 
-    p = sub.add_parser("evaluate", help="score an embedding -> metrics.json")
-    _add_common(p)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--method", required=True)
-    p.add_argument("--embedding", required=True, type=Path)
+    p = _stage(
+        sub,
+        "evaluate",
+        "score one method's embedding on the test split",
+        "BASiS Sec. 5.1: d_G, d_perp, k-means NMI / ACC / ARI, linear probe; NMCE methods: "
+        "cluster head, kNN / SVM / nearest-subspace accuracy, subspace clustering.",
+        "  OUT                  metrics.json\n  predictions.npz beside OUT: clusters_test",
+    )
+    _dataset(p)
+    p.add_argument(
+        "--method",
+        required=True,
+        help="the method that wrote the embedding: analytic, basis_train, nmce_tcr, "
+        "nmce_cluster or nmce_finetune",
+    )
+    p.add_argument(
+        "--embedding", required=True, type=Path, help="the method's embedding.npz to score"
+    )
     p.add_argument(
         "--reference", type=Path, default=None, help="analytic embedding.npz (not for nmce_*)"
     )
-    p.add_argument("--prepared", required=True, type=Path)
-    p.add_argument("--features", type=Path, default=None, help="features.npz (for 2-D plots)")
-    p.add_argument("--out", required=True, type=Path, help="metrics.json")
+    p.add_argument("--prepared", required=True, type=Path, help=PREPARED_HELP)
+    p.add_argument(
+        "--features", type=Path, default=None, help=f"{FEATURES_HELP}; for d_G matched, plots"
+    )
+    p.add_argument("--out", required=True, type=Path, help="metrics.json to write")
 
-    p = sub.add_parser("report", help="gather metrics into tables and figures")
-    _add_common(p)
-    p.add_argument("--metrics", required=True, nargs="+", type=Path)
+    p = _stage(
+        sub,
+        "report",
+        "gather metrics into tables and figures",
+        "Reads each metrics.json and the files it names (embeddings, logs, anchors, grids).",
+        "  OUT/report.md        tables and figures\n"
+        "  OUT/metrics.csv, metrics.md, metrics.json   one row per data set, features, method\n"
+        "  OUT/*.png            embeddings, training curves, anchors, grids\n"
+        "  OUT/training/*.csv   the training logs (DVC plots)",
+    )
+    p.add_argument(
+        "--metrics",
+        required=True,
+        nargs="+",
+        type=Path,
+        help="the evaluate stage's metrics.json files",
+    )
     p.add_argument("--out", required=True, type=Path, help="report folder")
 
-    p = sub.add_parser("check-config", help="validate a config file and print it with defaults")
-    p.add_argument("--config", default="config.yaml")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p = sub.add_parser(
+        "check-config",
+        help="validate a config file and print it with defaults",
+        description="Validate a config file against the schema and print it with every "
+        "default filled; a wrong value stops with a message naming the key.",
+        epilog="writes nothing; prints the validated config (YAML) on stdout.",
+    )
+    p.add_argument("--config", default="config.yaml", help="config YAML (default: config.yaml)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set graph.n_neighbors=30 (repeatable)",
+    )
+    _add_debug(p)
     return parser
 
 
@@ -191,6 +392,9 @@ def run(args: argparse.Namespace) -> Any:
         print(yaml.safe_dump(cfg, sort_keys=False))
         return cfg
     params = _params(args, args.stage)
+    from .stages.inputs import check_inputs
+
+    check_inputs(args.stage, vars(args))
     _limit_threads(args.threads)
     if args.stage == "fetch":
         from .stages.data import run_fetch
@@ -252,6 +456,25 @@ def run(args: argparse.Namespace) -> Any:
     raise AssertionError(args.stage)
 
 
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _warning_printer(stage: str):
+    """A setting the data cannot honour prints as one line; other warnings as Python does."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, SettingWarning):
+            print(f"basis-nmce {stage}: warning: {_one_line(message)}", file=file or sys.stderr)
+        else:
+            _python_show_warning(message, category, filename, lineno, file, line)
+
+    return show
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -260,11 +483,16 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    warnings.showwarning = _warning_printer(args.stage)
     try:
         run(args)
-    except BasisNmceError as exc:
-        print(f"basis-nmce {args.stage}: error: {exc}", file=sys.stderr)
+    except (BasisNmceError, OSError) as exc:  # bad input or environment: no traceback
+        if args.debug:
+            raise
+        print(f"basis-nmce {args.stage}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = _python_show_warning
     return 0
 
 

@@ -102,6 +102,12 @@ def validate_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
             raise ConfigError(
                 f"datasets.{name}.graph.sigma_value: sigma_mode 'fixed' needs a positive sigma_value"
             )
+        if graph.get("n_components") == 1 and not graph.get("drop_first"):
+            raise ConfigError(
+                f"datasets.{name}: graph.n_components 1 with graph.drop_first false is the "
+                "trivial eigenvector alone (no cluster structure); set drop_first: true for the "
+                "first non-trivial one, or n_components >= 2"
+            )
         if graph["sigma_neighbor"] > graph["n_neighbors"]:
             raise ConfigError(
                 f"datasets.{name}.graph.sigma_neighbor: {graph['sigma_neighbor']} exceeds "

@@ -95,7 +95,7 @@ def dense_smallest(
 
 
 def normalized_smallest_lanczos(
-    W: np.ndarray, k: int, *, seed: int = 0, tol: float = 1e-10
+    W: np.ndarray | sp.spmatrix | sp.sparray, k: int, *, seed: int = 0, tol: float = 1e-10
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The ``k`` smallest eigenpairs of ``L_N = I - D^-1/2 W D^-1/2`` for one batch's affinity.
 

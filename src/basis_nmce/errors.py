@@ -19,3 +19,7 @@ class ChecksumError(DataError):
 
 class TrainingError(BasisNmceError, RuntimeError):
     """Training went wrong (non-finite values, collapse); the message names the cause and fix."""
+
+
+class SettingWarning(UserWarning):
+    """A setting the data cannot honour as written was capped; the message says how to choose."""

@@ -44,6 +44,7 @@ from .eigensolvers import (
     sparse_smallest,
 )
 from .errors import ConfigError, DataError
+from .neighbours import exact_knn
 
 __all__ = [
     "EigensolverError",
@@ -62,10 +63,9 @@ log = logging.getLogger(__name__)
 
 SIGMA_MODES = ("local", "median", "fixed")
 SYMMETRIZE = ("sum", "mean", "max")
+KERNELS = ("paper", "authors")
 LAPLACIANS = ("sym", "rw", "unnormalized")
 SOLVERS = ("auto", "dense", "sparse")
-#: elements of one distance chunk in :func:`knn` (2^25 float32 = 128 MiB)
-KNN_CHUNK_ELEMENTS = 1 << 25
 
 
 # --------------------------------------------------------------------------- helpers
@@ -106,30 +106,16 @@ def _check_k(n: int, k: int, name: str) -> None:
 def _knn_torch(
     x: torch.Tensor, k: int, chunk_size: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact kNN (self excluded) of the rows of ``x``: ``(distances, indices)`` tensors, ascending.
+    """Exact kNN (self excluded) of the rows of ``x``: ``(distances, indices)`` tensors, ascending
+    by distance then index; distances correct to the rounding of the true distance
+    (:func:`basis_nmce.neighbours.exact_knn`)."""
+    _check_k(x.shape[0], k, "n_neighbors")
+    return exact_knn(x, k, chunk_size)
 
-    Squared distances ``||a||^2 + ||b||^2 - 2 a.b`` per row chunk (one matrix product) and
-    ``topk``; the data are centred first, which limits cancellation without changing distances.
-    """
-    n = x.shape[0]
-    _check_k(n, k, "n_neighbors")
-    x = x - x.mean(dim=0, keepdim=True)
-    sq = (x * x).sum(dim=1)
-    if chunk_size is None:
-        chunk_size = max(1, KNN_CHUNK_ELEMENTS // max(n, 1))
-    chunk_size = int(min(max(chunk_size, 1), n))
-    dist = torch.empty((n, k), dtype=x.dtype, device=x.device)
-    idx = torch.empty((n, k), dtype=torch.int64, device=x.device)
-    for start in range(0, n, chunk_size):
-        stop = min(n, start + chunk_size)
-        d2 = torch.addmm(sq[None, :], x[start:stop], x.T, beta=1.0, alpha=-2.0)
-        d2 += sq[start:stop, None]
-        rows = torch.arange(stop - start, device=x.device)
-        d2[rows, rows + start] = math.inf  # self excluded by index
-        vals, ind = torch.topk(d2, k, dim=1, largest=False, sorted=True)
-        dist[start:stop] = vals.clamp_min_(0).sqrt_()
-        idx[start:stop] = ind
-    return dist, idx
+
+def _other_neighbours(n_neighbors: int, kernel: str) -> int:
+    """Edges to other points per node: k (paper), k - 1 (authors: the point itself counts)."""
+    return int(n_neighbors) - int(kernel == "authors")
 
 
 def _kernel_weights(
@@ -140,40 +126,77 @@ def _kernel_weights(
     sigma_mode: str,
     sigma_neighbor: int,
     sigma_value: float | None,
+    kernel: str = "paper",
 ) -> torch.Tensor:
-    """Gaussian weights (Eq. 1) of the ``n_neighbors`` edges of each node, float64 ``(n, k)``."""
+    """Gaussian weights (Eq. 1) of each node's edges to its nearest other points, float64.
+
+    ``paper``: ``exp(-d^2 / (2 s_i s_j))`` (``local``) or ``exp(-d^2 / (2 s^2))``, on the
+    ``n_neighbors`` nearest others. ``authors`` (the BASiS code): ``exp(-(d / s_i)^2)`` row by
+    row, on the ``n_neighbors - 1`` nearest others (the point itself is the k-th neighbour; its
+    self-loop of weight 1 is added by the callers). Returns ``(n, k_other)``.
+    """
     d = dist.to(torch.float64)
     if sigma_mode not in SIGMA_MODES:
         raise ConfigError(f"graph.sigma_mode: {sigma_mode!r} is not one of {list(SIGMA_MODES)}")
-    d_edges = d[:, :n_neighbors]
+    d_edges = d[:, : _other_neighbours(n_neighbors, kernel)]
+    authors = kernel == "authors"
     if sigma_mode == "fixed":
         if sigma_value is None or not sigma_value > 0:
             raise ConfigError(
                 "graph.sigma_value: sigma_mode 'fixed' needs a positive sigma_value, "
                 f"got {sigma_value!r}"
             )
-        return torch.exp(-(d_edges**2) / (2.0 * float(sigma_value) ** 2))
+        s2 = float(sigma_value) ** 2
+        return torch.exp(-(d_edges**2) / (s2 if authors else 2.0 * s2))
     sig = d[:, sigma_neighbor - 1]
     if sigma_mode == "median":
         s = float(sig.median())
         if not s > 0:
             s = float(sig.max()) if float(sig.max()) > 0 else 1.0
-        return torch.exp(-(d_edges**2) / (2.0 * s * s))
+        return torch.exp(-(d_edges**2) / (s * s if authors else 2.0 * s * s))
     # local: sigma_i sigma_j; a zero sigma (>= sigma_neighbor duplicates) is replaced by the
     # smallest positive one, so duplicates get weight 1 and no 0/0 appears.
     pos = sig[sig > 0]
     floor = float(pos.min()) if pos.numel() else 1.0
     sig = torch.where(sig > 0, sig, torch.full_like(sig, floor))
-    denom = 2.0 * sig[:, None] * sig[idx[:, :n_neighbors]]
+    if authors:
+        return torch.exp(-((d_edges / sig[:, None]) ** 2))
+    denom = 2.0 * sig[:, None] * sig[idx[:, : d_edges.shape[1]]]
     return torch.exp(-(d_edges**2) / denom)
 
 
-def _neighbours_needed(n: int, n_neighbors: int, sigma_mode: str, sigma_neighbor: int) -> int:
-    _check_k(n, n_neighbors, "n_neighbors")
+def _neighbours_needed(
+    n: int, n_neighbors: int, sigma_mode: str, sigma_neighbor: int, kernel: str = "paper"
+) -> int:
+    """Nearest others each node needs for its edges and its sigma."""
+    _check_kernel(kernel)
+    if kernel == "authors" and n_neighbors < 2:
+        raise ConfigError(
+            f"graph.n_neighbors={n_neighbors}: kernel 'authors' counts the point itself among its "
+            "k neighbours; use at least 2"
+        )
+    k_other = _other_neighbours(n_neighbors, kernel)
+    _check_k(n, k_other, "n_neighbors")
     if sigma_mode in ("local", "median"):
         _check_k(n, sigma_neighbor, "sigma_neighbor")
-        return max(n_neighbors, sigma_neighbor)
-    return n_neighbors
+        return max(k_other, sigma_neighbor)
+    return k_other
+
+
+def _check_kernel(kernel: str) -> None:
+    if kernel not in KERNELS:
+        raise ConfigError(
+            f"graph.kernel: {kernel!r} is not one of {list(KERNELS)} (paper: Eq. 1 on the k "
+            "nearest others; authors: the BASiS code's kernel, the point itself among its k)"
+        )
+
+
+def _resolve_symmetrize(symmetrize: str | None, kernel: str) -> str:
+    """``symmetrize``, or the kernel's own when None: ``sum`` (paper), ``mean`` (authors)."""
+    if symmetrize is None:
+        return "mean" if kernel == "authors" else "sum"
+    _check_symmetrize(symmetrize)
+    return symmetrize
 
 
 def _check_symmetrize(symmetrize: str) -> None:
@@ -206,8 +229,10 @@ def knn(
 
     ``x``: numpy array or torch tensor ``(n, d)``. Rows are processed in chunks of
     ``chunk_size`` (default: about 2^25 distances per chunk), one matrix product and one ``topk``
-    each, so memory is O(chunk_size * n). Returns ``(distances, indices)``, ``(n, k)`` each,
-    ascending by distance; distances float64 for float64 input, else float32; indices int64.
+    each for the candidates, so memory is O(chunk_size * n); the candidates' distances are then
+    recomputed directly (:mod:`basis_nmce.neighbours`). Returns ``(distances, indices)``,
+    ``(n, k)`` each, ascending by distance then index; distances float64 for float64 input, else
+    float32 (the float64 distance rounded once); indices int64.
     """
     t = _as_tensor(x, _device(device))
     dist, idx = _knn_torch(t, int(k), chunk_size)
@@ -222,25 +247,26 @@ def knn_affinity(
     sigma_mode: str = "local",
     sigma_neighbor: int = 7,
     sigma_value: float | None = None,
-    symmetrize: str = "sum",
+    symmetrize: str | None = None,
+    kernel: str = "paper",
     **_ignored: Any,
 ) -> sp.csr_matrix:
-    """The affinity of :func:`affinity` from precomputed :func:`knn` output (at least
-    ``max(n_neighbors, sigma_neighbor)`` columns, ascending, self excluded)."""
-    _check_symmetrize(symmetrize)
+    """The affinity of :func:`affinity` from precomputed :func:`knn` output (at least as many
+    columns as :func:`affinity` needs, ascending, self excluded)."""
+    symmetrize = _resolve_symmetrize(symmetrize, kernel)
+    _check_kernel(kernel)
     dist = torch.as_tensor(np.asarray(distances))
     idx = torch.as_tensor(np.asarray(indices), dtype=torch.int64)
     n = dist.shape[0]
     if sigma_mode not in SIGMA_MODES:
         raise ConfigError(f"graph.sigma_mode: {sigma_mode!r} is not one of {list(SIGMA_MODES)}")
-    need = int(n_neighbors)
-    if sigma_mode in ("local", "median"):
-        need = max(need, int(sigma_neighbor))
+    k = _other_neighbours(n_neighbors, kernel)
+    need = max(k, int(sigma_neighbor)) if sigma_mode in ("local", "median") else k
     if dist.ndim != 2 or idx.shape != dist.shape or dist.shape[1] < need:
         raise DataError(
             f"knn_affinity: distances {tuple(dist.shape)} / indices {tuple(idx.shape)} given, "
             f"{need} neighbours per row needed "
-            f"(n_neighbors={n_neighbors}, sigma_neighbor={sigma_neighbor})"
+            f"(n_neighbors={n_neighbors}, sigma_neighbor={sigma_neighbor}, kernel={kernel})"
         )
     w = _kernel_weights(
         dist,
@@ -249,11 +275,13 @@ def knn_affinity(
         sigma_mode=sigma_mode,
         sigma_neighbor=int(sigma_neighbor),
         sigma_value=sigma_value,
+        kernel=kernel,
     ).numpy()
-    k = int(n_neighbors)
     W = sp.csr_matrix(
         (w.ravel(), idx[:, :k].numpy().ravel(), np.arange(0, n * k + 1, k)), shape=(n, n)
     )
+    if kernel == "authors":  # the point itself is one of its k neighbours, at distance 0
+        W = W + sp.identity(n, format="csr")
     W.sort_indices()
     WT = W.T.tocsr()
     if symmetrize == "sum":
@@ -275,25 +303,29 @@ def affinity(
     sigma_mode: str = "local",
     sigma_neighbor: int = 7,
     sigma_value: float | None = None,
-    symmetrize: str = "sum",
+    symmetrize: str | None = None,
+    kernel: str = "paper",
     chunk_size: int | None = None,
     device: str | torch.device = "cpu",
     **_ignored: Any,
 ) -> sp.csr_matrix:
-    """Gaussian-kernel kNN affinity ``W`` (paper Eq. 1), symmetric, float64, zero diagonal.
+    """Gaussian-kernel kNN affinity ``W`` (paper Eq. 1), symmetric, float64.
 
-    Each node links to its ``n_neighbors`` nearest neighbours with ``exp(-d^2 / (2 s_i s_j))``
-    (``local``: ``s_i`` = distance to the ``sigma_neighbor``-th neighbour), ``exp(-d^2/(2 s^2))``
-    (``median``: ``s`` = median of those distances; ``fixed``: ``s = sigma_value``). Then
-    ``W <- W + W^T`` (``sum``, the paper), ``(W + W^T) / 2`` (``mean``) or ``max(W, W^T)``.
-    Weights that underflow to 0 are dropped. Other keyword arguments (the rest of a ``graph``
-    config section) are ignored.
+    ``kernel="paper"``: each node links to its ``n_neighbors`` nearest other points with
+    ``exp(-d^2 / (2 s_i s_j))`` (``local``: ``s_i`` = distance to the ``sigma_neighbor``-th
+    neighbour), ``exp(-d^2/(2 s^2))`` (``median``: ``s`` = median of those distances;
+    ``fixed``: ``s = sigma_value``); zero diagonal. ``kernel="authors"`` (the BASiS code): the
+    point itself is one of its ``n_neighbors`` (a self-loop of weight 1), the others weigh
+    ``exp(-(d / s_i)^2)`` row by row. Then ``W <- W + W^T`` (``sum``, the paper's default),
+    ``(W + W^T) / 2`` (``mean``, the authors' default) or ``max(W, W^T)``; ``None`` takes the
+    kernel's default. Weights that underflow to 0 are dropped. Other keyword arguments (the
+    rest of a ``graph`` config section) are ignored.
     """
-    _check_symmetrize(symmetrize)
+    symmetrize = _resolve_symmetrize(symmetrize, kernel)
     if sigma_mode not in SIGMA_MODES:
         raise ConfigError(f"graph.sigma_mode: {sigma_mode!r} is not one of {list(SIGMA_MODES)}")
     t = _as_tensor(x, _device(device))
-    kk = _neighbours_needed(t.shape[0], int(n_neighbors), sigma_mode, int(sigma_neighbor))
+    kk = _neighbours_needed(t.shape[0], int(n_neighbors), sigma_mode, int(sigma_neighbor), kernel)
     dist, idx = _knn_torch(t, kk, chunk_size)
     return knn_affinity(
         dist.cpu(),
@@ -303,6 +335,7 @@ def affinity(
         sigma_neighbor=sigma_neighbor,
         sigma_value=sigma_value,
         symmetrize=symmetrize,
+        kernel=kernel,
     )
 
 
@@ -393,7 +426,7 @@ NULL_TOL = 1e-8  # eigenvalues of the symmetric operator this close to the small
 
 
 def _trivial_first(
-    vals: torch.Tensor, U: torch.Tensor, deg: torch.Tensor, kind: str
+    vals: torch.Tensor, U: torch.Tensor, deg: torch.Tensor, kind: str, min_overlap: float = 0.5
 ) -> torch.Tensor:
     """Rotate the smallest eigenspace so that its first vector is the trivial one.
 
@@ -410,7 +443,7 @@ def _trivial_first(
     u0 = (u0 / torch.linalg.norm(u0)).to(U.dtype)
     block = U[:, :tied]
     q = block.T @ u0  # coordinates of the trivial vector in the tied block
-    if float(torch.linalg.norm(q)) < 0.5:  # not in the block: the solver's order stands
+    if float(torch.linalg.norm(q)) < min_overlap:  # not in the block: the solver's order stands
         return U
     # Orthonormal basis of the block with q first: Householder reflection of e_1 onto q.
     q = q / torch.linalg.norm(q)
@@ -435,9 +468,14 @@ def _postprocess(
     drop_first: bool,
     diffusion_time: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Orthonormal eigenvectors ``U`` of the symmetric operator -> embedding coordinates."""
+    """Orthonormal eigenvectors ``U`` of the symmetric operator -> embedding coordinates.
+
+    The trivial eigenvector comes first even when eigenvalue 0 is repeated (a disconnected
+    graph): dropped with ``drop_first`` (the direction nearest to it, when K is smaller than
+    the number of components), else kept as the column BASiS aligns by a scale alone (only
+    when the tied block holds it: otherwise the solver's basis stands)."""
+    U = _trivial_first(vals, U, deg, kind, 0.5 if drop_first else 1.0 - 1e-6)
     if drop_first:
-        U = _trivial_first(vals, U, deg, kind)
         vals, U = vals[1:], U[:, 1:]
     n = U.shape[0]
     if kind == "unnormalized" or (kind == "sym" and diffusion_time is None):
@@ -468,7 +506,8 @@ def spectral_embedding(
     sigma_mode: str = "local",
     sigma_neighbor: int = 7,
     sigma_value: float | None = None,
-    symmetrize: str = "sum",
+    symmetrize: str | None = None,
+    kernel: str = "paper",
     laplacian: str = "sym",
     drop_first: bool = False,
     diffusion_time: int | None = None,
@@ -497,6 +536,7 @@ def spectral_embedding(
         sigma_neighbor=sigma_neighbor,
         sigma_value=sigma_value,
         symmetrize=symmetrize,
+        kernel=kernel,
         device=device,
     )
     return spectral_embedding_from_affinity(
@@ -585,20 +625,21 @@ def batch_affinity(
     sigma_mode: str = "local",
     sigma_neighbor: int = 7,
     sigma_value: float | None = None,
-    symmetrize: str = "sum",
+    symmetrize: str | None = None,
+    kernel: str = "paper",
     **_ignored: Any,
 ) -> torch.Tensor:
     """Dense ``(m, m)`` float64 affinity of one batch on ``x``'s device; same as :func:`affinity`.
 
     For losses that need ``W`` (SpectralNet, SpecNet2). No gradient flows through it.
     """
-    _check_symmetrize(symmetrize)
+    symmetrize = _resolve_symmetrize(symmetrize, kernel)
     with torch.no_grad():
         if sigma_mode not in SIGMA_MODES:
             raise ConfigError(f"graph.sigma_mode: {sigma_mode!r} is not one of {list(SIGMA_MODES)}")
         xt = _as_tensor(x.detach(), x.device)
         m = xt.shape[0]
-        kk = _neighbours_needed(m, int(n_neighbors), sigma_mode, int(sigma_neighbor))
+        kk = _neighbours_needed(m, int(n_neighbors), sigma_mode, int(sigma_neighbor), kernel)
         dist, idx = _knn_torch(xt, kk, chunk_size=m)
         w = _kernel_weights(
             dist,
@@ -607,9 +648,12 @@ def batch_affinity(
             sigma_mode=sigma_mode,
             sigma_neighbor=int(sigma_neighbor),
             sigma_value=sigma_value,
+            kernel=kernel,
         )
-        idx = idx[:, : int(n_neighbors)]
+        idx = idx[:, : w.shape[1]]
         W = torch.zeros((m, m), dtype=torch.float64, device=xt.device).scatter_(1, idx, w)
+        if kernel == "authors":  # the point itself is one of its k neighbours
+            W.diagonal().fill_(1.0)
         if symmetrize == "sum":
             W = W + W.T
         elif symmetrize == "mean":
@@ -628,7 +672,8 @@ def batch_spectral_embedding(
     sigma_mode: str = "local",
     sigma_neighbor: int = 7,
     sigma_value: float | None = None,
-    symmetrize: str = "sum",
+    symmetrize: str | None = None,
+    kernel: str = "paper",
     laplacian: str = "sym",
     drop_first: bool = False,
     diffusion_time: int | None = None,
@@ -639,10 +684,10 @@ def batch_spectral_embedding(
 
     Same graph, operator, scale (``sqrt(m)``) and sign as ``spectral_embedding(..., solver=
     "dense")`` on the same points. Eigen-solve on CPU: for a connected batch of at least
-    ``LANCZOS_MIN_NODES`` nodes with a normalised operator, Lanczos on the sparse normalised
-    adjacency (about 4.5 ms for 11 pairs of 512 nodes on 2 cores), else LAPACK MRRR for the K
-    wanted pairs (12 ms; ``torch.linalg.eigh`` took 100 ms); ``torch.linalg.eigh``
-    in float64 on CUDA. Returns ``(embedding (m, K) in dtype, eigenvalues (K,) float64)``.
+    ``LANCZOS_MIN_NODES`` nodes with a normalised operator, the sparse graph is built from the
+    kNN lists and Lanczos runs on its normalised adjacency (about 4.5 ms for 11 pairs of 512
+    nodes on 2 cores); else the dense graph and LAPACK MRRR for the K wanted pairs (12 ms;
+    ``torch.linalg.eigh`` took 100 ms); ``torch.linalg.eigh`` in float64 on CUDA. Returns ``(embedding (m, K) in dtype, eigenvalues (K,) float64)``.
     Extra keys of a ``graph`` config (``solver``, ``dense_max_nodes``, ...) are accepted and
     ignored.
     """
@@ -650,27 +695,35 @@ def batch_spectral_embedding(
         config.pop(key, None)
     K = _resolve_k(n_components, config, "batch_spectral_embedding")
     _check_options(laplacian, "dense", diffusion_time)
-    W = batch_affinity(
-        x,
-        n_neighbors=n_neighbors,
-        sigma_mode=sigma_mode,
-        sigma_neighbor=sigma_neighbor,
-        sigma_value=sigma_value,
-        symmetrize=symmetrize,
-    )
-    m = W.shape[0]
+    graph = {
+        "n_neighbors": n_neighbors,
+        "sigma_mode": sigma_mode,
+        "sigma_neighbor": sigma_neighbor,
+        "sigma_value": sigma_value,
+        "symmetrize": symmetrize,
+        "kernel": kernel,
+    }
+    m = x.shape[0]
     n_eig = K + int(bool(drop_first))
     if n_eig > m:
         raise DataError(
             f"graph.n_components={K} (drop_first={drop_first}) exceeds the batch of {m}"
         )
-    deg = W.sum(dim=1)
-    if laplacian != "unnormalized":
-        _check_degrees(deg.cpu().numpy())
-    solved = None
-    if W.device.type == "cpu" and laplacian != "unnormalized" and m >= LANCZOS_MIN_NODES:
-        solved = normalized_smallest_lanczos(W.numpy(), n_eig)
-    if solved is None:  # the dense Laplacian only when Lanczos did not solve it
+    solved = W = None
+    if x.device.type == "cpu" and laplacian != "unnormalized" and m >= LANCZOS_MIN_NODES:
+        # the batch graph as sparse as it is: O(m k) to build, Lanczos on it
+        Ws = affinity(x.detach(), **graph)
+        deg = torch.from_numpy(np.asarray(Ws.sum(axis=1)).ravel())
+        _check_degrees(deg.numpy())
+        solved = normalized_smallest_lanczos(Ws, n_eig)
+        if solved is None:  # disconnected or not converged: the dense solve
+            W = torch.from_numpy(Ws.toarray())
+    if solved is None:
+        if W is None:
+            W = batch_affinity(x, **graph)
+            deg = W.sum(dim=1)
+            if laplacian != "unnormalized":
+                _check_degrees(deg.cpu().numpy())
         if laplacian == "unnormalized":
             L = torch.diag(deg) - W
         else:
@@ -678,7 +731,7 @@ def batch_spectral_embedding(
             L = torch.eye(m, dtype=W.dtype, device=W.device) - s[:, None] * W * s[None, :]
         solved = dense_smallest(L, n_eig, device=W.device)
     vals, U = solved
-    vals, U = vals.to(W.device), U.to(W.device)
+    vals, U, deg = vals.to(x.device), U.to(x.device), deg.to(x.device)
     vals, Y = _postprocess(
         vals, U, deg, kind=laplacian, drop_first=drop_first, diffusion_time=diffusion_time
     )

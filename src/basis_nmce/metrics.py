@@ -4,6 +4,7 @@ Embedding quality (BASiS)
     * :func:`grassmann_distance` -- squared Grassmann (projection) distance, Eq. 16.
     * :func:`orthogonality` -- d_perp, Eq. 17, in the sqrt(n) convention of ``SEEDS.md``:
       ``|| Y^T Y / n - I ||_F^2`` (Eq. 17 applied to ``Y / sqrt(n)``).
+    * :func:`orthogonality_authors` -- the authors' code's d_perp (unit columns, not squared).
     * :func:`nmi`, :func:`cluster_accuracy`, :func:`ari` of k-means clusters, Eqs. 18-19.
     * :func:`linear_probe_accuracy` -- one linear layer trained with cross-entropy, Eq. 20.
 
@@ -56,6 +57,7 @@ __all__ = [
     "nearest_subspace_accuracy",
     "nmi",
     "orthogonality",
+    "orthogonality_authors",
     "svm_accuracy",
 ]
 
@@ -204,6 +206,18 @@ def orthogonality(y: Any) -> float:
     n, k = a.shape
     g = a.T @ a / n - np.eye(k)
     return float(np.sum(g * g))
+
+
+def orthogonality_authors(y: Any) -> float:
+    """The BASiS authors' code's d_perp: ``|| Y^T Y - I ||_F`` with *unit-norm columns*, not
+    squared (Eq. 17 says squared; SEEDS.md, "The authors' own code"). At most ``sqrt(K^2 - K)``
+    (all columns parallel): Table 1's SpecNet2 9.486 = sqrt(90) at K = 10 is that maximum, so
+    Table 1 was computed this way. Zero columns count as orthogonal to everything."""
+    a = _matrix(y, "y")
+    norms = np.linalg.norm(a, axis=0)
+    u = a / np.where(norms > 0, norms, 1.0)
+    g = u.T @ u - np.diag((norms > 0).astype(np.float64))
+    return float(np.sqrt(np.sum(g * g)))
 
 
 # --------------------------------------------------------------------------- BASiS Eqs. 18-19
@@ -499,7 +513,7 @@ def embedding_metrics(
     """The BASiS Table 1 metrics of one embedding, on the held-out split (Sec. 5.1).
 
     Keys: ``grassmann`` (Eq. 16, test vs ``reference_test``; None without a reference),
-    ``orthogonality`` (Eq. 17, test), ``nmi`` / ``acc`` / ``ari`` (Eqs. 18-19, k-means with
+    ``orthogonality`` (Eq. 17, test; ``orthogonality_authors`` the authors' code's), ``nmi`` / ``acc`` / ``ari`` (Eqs. 18-19, k-means with
     ``n_clusters`` on the test embedding, unlabelled points excluded) and ``linear_acc``
     (Eq. 20, probe fitted on train, scored on test). Label metrics are None when the labels
     are None or all -1 (``linear_acc`` needs labels on both splits).
@@ -516,6 +530,7 @@ def embedding_metrics(
     out: dict[str, float | None] = {
         "grassmann": None if reference_test is None else grassmann_distance(zte, reference_test),
         "orthogonality": orthogonality(zte),
+        "orthogonality_authors": orthogonality_authors(zte),
         "nmi": None,
         "acc": None,
         "ari": None,

@@ -66,10 +66,13 @@ def read_manifest(name: str, source: str, raw_dir: str | Path) -> dict[str, Any]
             f"{path}: no manifest, the raw files of {name!r} were never fetched; "
             f"{fetch_hint(name, raw_dir)} first"
         )
-    try:
-        manifest = read_json(path)
-    except ValueError as e:
-        raise DataError(f"{path}: not valid JSON ({e}); {fetch_hint(name, raw_dir)} again") from e
+    manifest = read_json(
+        path, what="the manifest written by fetch", hint=f"{fetch_hint(name, raw_dir)} again"
+    )
+    if not isinstance(manifest, dict):
+        raise DataError(
+            f"{path}: not a fetch manifest (a JSON object); {fetch_hint(name, raw_dir)}"
+        )
     if manifest.get("source") != source:
         raise DataError(
             f"{path}: fetched for source {manifest.get('source')!r}, but datasets.{name}.source is "

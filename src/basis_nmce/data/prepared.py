@@ -63,10 +63,7 @@ def load_prepared(path: str | Path) -> Dataset:
         raise DataError(f"{path}: prepared data set not found; {_hint(path)}")
     if not side.is_file():
         raise DataError(f"{side}: the sidecar of {path} is missing; {_hint(path)}")
-    try:
-        info = read_json(side)
-    except ValueError as e:
-        raise DataError(f"{side}: not valid JSON ({e}); {_hint(path)}") from e
+    info = read_json(side, what=f"the JSON sidecar of {path.name}", hint=_hint(path))
     if not isinstance(info, dict) or "meta" not in info or "checksum" not in info:
         raise DataError(
             f"{side}: not a prepared-data sidecar (needs meta and checksum); {_hint(path)}"
@@ -78,14 +75,7 @@ def load_prepared(path: str | Path) -> Dataset:
             f"{path}: sha256 {digest} differs from {expected} in {side.name}: the file changed "
             f"after it was prepared; {_hint(path)} again"
         )
-    try:
-        arrays = load_npz(path)
-    except ValueError as e:
-        raise DataError(
-            f"{path}: holds an object array, which is not loaded for safety ({e})"
-        ) from e
-    except OSError as e:
-        raise DataError(f"{path}: not a readable npz ({e}); {_hint(path)}") from e
+    arrays = load_npz(path, what="a prepared data set", hint=_hint(path))
     keys = set(arrays)
     if keys != set(KEYS):
         extra, missing = sorted(keys - set(KEYS)), sorted(set(KEYS) - keys)

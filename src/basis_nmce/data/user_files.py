@@ -21,7 +21,6 @@ paths when nothing was fetched (library use).
 from __future__ import annotations
 
 import csv
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..io import load_npz
 from .dataset import Dataset, as_label_vector, encode_labels, normalise_features, validate_dataset
 from .manifest import MANIFEST, copy_file, file_entry, manifest_file, read_manifest, write_manifest
 from .spec import OptionTable, integer, key, optional, resolve_options, spec_path, text
@@ -117,41 +117,19 @@ def _inputs(name: str, spec: Mapping[str, Any], raw_dir: str | Path) -> dict[str
     return out
 
 
+_NPZ_HINT = "save the arrays with numpy.savez(path, x_train=...); a single array is source npy"
+
+
 def _load_npz(path: Path, shown: str) -> dict[str, np.ndarray]:
-    if not zipfile.is_zipfile(path):
-        with open(path, "rb") as f:
-            single = f.read(6) == b"\x93NUMPY"
+    what = "an .npz archive saved with numpy.savez(path, x_train=..., y_train=...)"
+    arrays = load_npz(path, what=what, hint=_NPZ_HINT, shown=shown)
+    keys = list(arrays)
+    unknown = [k for k in keys if k not in NPZ_KEYS]
+    if unknown:
         raise DataError(
-            f"{shown}: holds a single array, not an .npz archive; use source npy, or save it with "
-            "numpy.savez(path, x_train=...)"
-            if single
-            else f"{shown}: not a readable .npz file (not a zip archive); save it with numpy.savez"
+            f"{shown}: unknown array(s) {', '.join(map(repr, unknown))}; an npz data file "
+            f"holds only {', '.join(NPZ_KEYS)} (x_train required): rename or drop the others"
         )
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        raise DataError(f"{shown}: not a readable .npz file ({e}); save it with numpy.savez") from e
-    with z:
-        keys = list(z.files)
-        unknown = [k for k in keys if k not in NPZ_KEYS]
-        if unknown:
-            raise DataError(
-                f"{shown}: unknown array(s) {', '.join(map(repr, unknown))}; an npz data file "
-                f"holds only {', '.join(NPZ_KEYS)} (x_train required): rename or drop the others"
-            )
-        arrays = {}
-        for k in keys:
-            try:
-                arrays[k] = z[k]
-            except ValueError as e:
-                raise DataError(
-                    f"{shown}: array {k!r} is an object array (strings or mixed types), not "
-                    f"loaded for safety ({e}); save numeric arrays"
-                ) from e
-            except (zipfile.BadZipFile, OSError, EOFError) as e:
-                raise DataError(
-                    f"{shown}: array {k!r} is damaged ({e}); save the file again"
-                ) from e
     if "x_train" not in arrays:
         raise DataError(f"{shown}: no array 'x_train' (found: {', '.join(keys) or 'none'}); add it")
     if "y_test" in arrays and "x_test" not in arrays:

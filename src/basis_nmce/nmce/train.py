@@ -179,16 +179,40 @@ def _generator(seed: int, stream: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(_seed(seed, stream))
 
 
-def _check_inputs(model: nn.Module, x: Tensor) -> None:
+def _check_inputs(model: nn.Module, x: Tensor, min_samples: int = 2) -> Tensor:
+    """``x`` checked like scikit-learn's ``check_array`` against the network: a floating
+    tensor (arrays and lists are converted to float32) of finite values, at least
+    ``min_samples`` rows, each of the shape the network was built for."""
     if not isinstance(model, NMCENet):
         raise ConfigError(
             f"model must be an NMCENet (nmce.networks.build_network), got {type(model).__name__}"
         )
-    if not isinstance(x, Tensor) or x.dim() < 2 or x.shape[0] < 2:
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise DataError(f"x must be a tensor of at least 2 samples (n, ...), got {shape}")
+    if not isinstance(x, Tensor):
+        try:
+            x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        except (TypeError, ValueError) as e:
+            raise DataError(f"x must be numeric (n, ...) data; got {type(x).__name__} ({e})") from e
+    if x.dim() < 2 or x.shape[0] < min_samples:
+        raise DataError(
+            f"x must be a tensor of at least {min_samples} samples (n, ...), got {tuple(x.shape)}"
+        )
     if not x.is_floating_point():
         raise DataError(f"x must be floating point, got {x.dtype}")
+    expected = tuple(getattr(model, "spec", {}).get("in_shape", x.shape[1:]))
+    if tuple(x.shape[1:]) != expected:
+        raise DataError(
+            f"x has samples of shape {tuple(x.shape[1:])}, but the network was built for "
+            f"{expected}; pass the data it was built for, or build a network for these"
+        )
+    for start in range(0, len(x), 8192):  # chunks: no full-size boolean copy of a big x
+        finite = torch.isfinite(x[start : start + 8192]).flatten(1).all(dim=1)
+        if not bool(finite.all()):
+            row = start + int(torch.nonzero(~finite)[0, 0])
+            raise DataError(
+                f"x contains NaN or infinite values (first in sample {row}); remove or impute "
+                "them first"
+            )
+    return x
 
 
 class _EpochBatches:
@@ -281,7 +305,7 @@ def _train(
     checkpoint: str | Path | None,
     callback: Callback | None,
 ) -> TrainResult:
-    _check_inputs(model, x)
+    x = _check_inputs(model, x)
     cfg = config
     device = resolve_device(cfg.device)
     model.to(device)
@@ -473,6 +497,7 @@ def embed_and_predict(model: NMCENet, x: Tensor, batch: int = 1024) -> tuple[Ten
     of each row of ``x``, both on the CPU, from one eval-mode pass, ``batch`` rows at a time."""
     if batch < 1:
         raise ConfigError(f"batch must be >= 1, got {batch}")
+    x = _check_inputs(model, x, min_samples=0)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

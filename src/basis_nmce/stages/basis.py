@@ -18,6 +18,7 @@ import numpy as np
 from .. import data
 from ..anchors import build_reference, load_reference, save_reference
 from ..basis import BASiS, write_history
+from ..batch_limits import PIPELINE, plan_batch
 from ..io import load_npz, save_npz, write_json
 from .analytic import resolve_n_components
 
@@ -35,30 +36,42 @@ def _setup(params: dict[str, Any], ds: data.Dataset) -> tuple[dict[str, Any], in
     return graph, k, n_clusters, int(params["basis"]["batch_size"])
 
 
-def n_anchors_for(basis: dict[str, Any], n_clusters: int, batch_size: int) -> int:
-    """``n_anchors`` if set, else ``anchors_per_cluster`` per cluster, at most half a batch."""
-    if basis.get("n_anchors") is not None:
-        return int(basis["n_anchors"])
-    return min(int(basis["anchors_per_cluster"]) * n_clusters, batch_size // 2)
+def graph_size(params: dict[str, Any], ds: data.Dataset) -> int:
+    """The n that ``graph.n_neighbors`` refers to: ``basis.graph_size``, else the test split's
+    size (its own graph is the exact reference of d_G: learning that operator is the goal)."""
+    n = params["basis"].get("graph_size")
+    return int(n) if n else len(ds.x_test) or len(ds.x_train)
 
 
 def run_basis_reference(params: dict[str, Any], features: Path, prepared: Path, out: Path) -> Path:
     """Write ``reference.npz`` (anchor and reference indices, their exact embedding)."""
     x = load_npz(features)["train"]
     ds = data.load_prepared(prepared)
-    graph, k, n_clusters, m = _setup(params, ds)
+    _, k, n_clusters, m = _setup(params, ds)
     basis = params["basis"]
-    m = min(m, len(x))
+    batch = estimator_from_params(params, k, basis.get("n_anchors"), graph_size(params, ds))
+    batch_graph = batch.batch_graph_kwargs(len(x))
+    # n_anchors if set, else anchors_per_cluster per cluster, at most half a batch (warned)
+    m, n_anchors = plan_batch(
+        m,
+        len(x),
+        k,
+        batch_graph["n_neighbors"],
+        basis.get("n_anchors"),
+        basis["anchors_per_cluster"],
+        n_clusters,
+        PIPELINE,
+    )
     t0 = time.perf_counter()
     ref = build_reference(
         x,
         k,
         batch_size=m,
-        n_anchors=n_anchors_for(basis, n_clusters, m),
+        n_anchors=n_anchors,
         strategy=basis["anchor_strategy"],
         n_clusters=n_clusters,
         labels=ds.y_train,
-        graph=graph,
+        graph=batch_graph,
         seed=params["seed"],
     )
     seconds = time.perf_counter() - t0
@@ -71,6 +84,7 @@ def run_basis_reference(params: dict[str, Any], features: Path, prepared: Path, 
             "n_reference": len(ref.reference_index),
             "n_components": k,
             "strategy": ref.strategy,
+            "batch_graph": batch_graph,
             "eigenvalues": ref.eigenvalues,
             "seconds": seconds,
         },
@@ -86,9 +100,30 @@ def run_basis_reference(params: dict[str, Any], features: Path, prepared: Path, 
     return out
 
 
-def estimator_from_params(params: dict[str, Any], n_components: int, n_anchors: int) -> BASiS:
-    """The :class:`BASiS` estimator a pipeline config describes."""
+def estimator_from_params(
+    params: dict[str, Any], n_components: int, n_anchors: int, graph_size: int | None = None
+) -> BASiS:
+    """The :class:`BASiS` estimator a pipeline config describes (the reference stage reads only
+    its graph settings; training settings it does not receive are left at their defaults)."""
     graph, basis = params["graph"], params["basis"]
+    train = {
+        key: basis[key]
+        for key in (
+            "n_iter",
+            "lr",
+            "ransac_hypotheses",
+            "ransac_sample",
+            "ransac_tolerance",
+            "ransac_tolerance_mode",
+            "ransac_min_inliers",
+            "lr_decay",
+            "recenter",
+            "checkpoint_every",
+        )
+        if key in basis
+    }
+    if "hidden" in basis:
+        train["hidden"] = tuple(basis["hidden"])
     return BASiS(
         n_components=n_components,
         n_neighbors=graph["n_neighbors"],
@@ -97,20 +132,16 @@ def estimator_from_params(params: dict[str, Any], n_components: int, n_anchors: 
         batch_size=basis["batch_size"],
         n_anchors=n_anchors,
         anchor_strategy=basis["anchor_strategy"],
-        n_iter=basis["n_iter"],
-        lr=basis["lr"],
-        hidden=tuple(basis["hidden"]),
         random_state=params["seed"],
         device=params["device"],
         sigma_mode=graph["sigma_mode"],
         sigma_value=graph.get("sigma_value"),
         symmetrize=graph["symmetrize"],
+        kernel=graph["kernel"],
         drop_first=graph["drop_first"],
-        ransac_hypotheses=basis["ransac_hypotheses"],
-        ransac_sample=basis["ransac_sample"],
-        ransac_tolerance=basis["ransac_tolerance"],
-        lr_decay=basis["lr_decay"],
-        checkpoint_every=basis["checkpoint_every"],
+        batch_graph=basis["batch_graph"],
+        graph_size=graph_size,
+        **train,
     )
 
 
@@ -155,7 +186,7 @@ def run_basis_train(
     ds = data.load_prepared(prepared)
     ref = load_reference(reference)
     graph, k, n_clusters, m = _setup(params, ds)
-    est = estimator_from_params(params, k, len(ref.anchor_index))
+    est = estimator_from_params(params, k, len(ref.anchor_index), graph_size(params, ds))
     est.set_params(n_clusters=n_clusters, verbose=verbose)
     out = Path(out)
     folder = out.parent
@@ -186,12 +217,17 @@ def run_basis_train(
             "batch_size": min(m, len(feats["train"])),
             "n_anchors": len(ref.anchor_index),
             "graph": graph,
+            "graph_size": est.graph_size,
+            "batch_graph": est.batch_graph_,
             "basis": params["basis"],
+            "recenter": est.recenter,
             "n_iter": est.n_iter_,
             "resumed_from": est.resumed_from_,
             "rejected_batches": est.rejected_batches_,
+            "fallback_batches": est.fallback_batches_,
             "final_loss": history[-1]["loss"] if history else None,
-            "median_inlier_ratio": float(np.median([h["inlier_ratio"] for h in history])),
+            "median_inlier_ratio": est.median_inlier_ratio_,
+            "median_heldout_error": float(np.median([h["heldout_error"] for h in history])),
             "seconds": seconds,
             "seconds_per_iteration": seconds / max(est.n_iter_ - est.resumed_from_, 1),
         },

@@ -8,10 +8,12 @@ The exact embedding has no out-of-sample map: its train and test coordinates com
 different graphs, so a probe fitted on one cannot be scored on the other. For ``analytic``
 the probe is 2-fold cross-validated on the test embedding (``linear_protocol`` says which).
 
-A method trained on batches of m points learns the eigenvectors of a graph linking each point
-to k of m; the test split's graph with the same k is far sparser. Beside the paper's same-k
-d_G, methods that record a batch size also get ``grassmann_matched``: the distance to the exact
-eigenvectors of the test graph with k and the sigma neighbour scaled by n_test / m (SEEDS.md).
+A method trained on batches of m points learns the eigenvectors of its batch graph (k_b of m
+points); beside the paper's same-k d_G, methods that record a batch size also get
+``grassmann_matched``: the distance to the exact eigenvectors of the test graph at the batch
+graph's density, k_b and the sigma neighbour scaled by n_test / m
+(:func:`basis_nmce.batch_graph.matched_graph`). With BASiS's ``derived`` batch graph (at the
+test graph's density) the two protocols nearly coincide; with ``same_k`` they differ.
 
 The NMCE methods (``nmce_tcr``, ``nmce_cluster``, ``nmce_finetune``) are scored by
 :func:`basis_nmce.stages.nmce.run_evaluate_nmce` instead (cluster head, kNN / SVM /
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .. import data
+from ..batch_graph import matched_graph
 from ..errors import ConfigError
 from ..graph import spectral_embedding
 from ..io import load_npz, read_json, save_npz, write_json
@@ -36,6 +39,7 @@ from ..metrics import (
     kmeans_labels,
     linear_probe_accuracy,
     orthogonality,
+    orthogonality_authors,
 )
 from .params import NMCE_METHODS
 
@@ -63,31 +67,26 @@ def _cross_validated_probe(params: dict[str, Any], z: np.ndarray, y: np.ndarray)
     return float(np.mean(accs))
 
 
-def matched_graph(graph: dict[str, Any], n_test: int, batch_size: int) -> dict[str, Any]:
-    """The test graph whose density matches a batch graph: k and k_sigma scaled by n / m."""
-    scale = n_test / batch_size
-    matched = dict(graph)
-    matched["n_neighbors"] = min(n_test - 1, max(1, round(graph["n_neighbors"] * scale)))
-    matched["sigma_neighbor"] = min(
-        matched["n_neighbors"], max(1, round(graph["sigma_neighbor"] * scale))
-    )
-    return matched
-
-
 def _matched_grassmann(
-    params: dict[str, Any], test: np.ndarray, features: Path | None, batch_size: int | None
+    params: dict[str, Any], test: np.ndarray, features: Path | None, fit: dict[str, Any]
 ) -> dict[str, Any]:
-    if features is None or not batch_size or batch_size >= len(test):
+    """d_G against the test graph at the density of the batch graph the method trained on
+    (recorded as ``batch_graph`` in its ``embedding.json``; else the ``graph`` section's k)."""
+    batch_size = fit.get("batch_size")
+    if features is None or not batch_size:
         return {}
     x = load_npz(features)["test"]
-    graph = matched_graph(dict(params["graph"]), len(x), int(batch_size))
+    trained_on = dict(params["graph"])
+    trained_on.update(fit.get("batch_graph") or {})
+    graph = matched_graph(trained_on, int(batch_size), len(x))
     graph.pop("n_components", None)
     ref = spectral_embedding(x, test.shape[1], seed=params["seed"], **graph)
     return {
         "grassmann_matched": grassmann_distance(test, ref.embedding),
         "grassmann_matched_protocol": (
             f"matched: test graph with k {graph['n_neighbors']} and sigma neighbour "
-            f"{graph['sigma_neighbor']} (k and k_sigma x n_test / batch {batch_size})"
+            f"{graph['sigma_neighbor']} (the batch graph's k {trained_on['n_neighbors']} and "
+            f"k_sigma {trained_on['sigma_neighbor']} x n_test / batch {batch_size})"
         ),
     }
 
@@ -147,6 +146,9 @@ def run_evaluate(
         "grassmann": grassmann_distance(test, ref["test"]),
         "grassmann_protocol": "same-k: exact eigenvectors of the test split's own graph",
         "orthogonality": orthogonality(test),
+        "orthogonality_protocol": "||Y^T Y / n - I||_F^2 (Eq. 17, sqrt(n)-scaled Y)",
+        "orthogonality_authors": orthogonality_authors(test),
+        "orthogonality_authors_protocol": "||U^T U - I||_F, U: unit-norm columns (authors' code)",
         "split": "test",
     }
     clusters = kmeans_labels(
@@ -168,7 +170,7 @@ def run_evaluate(
         metrics, embedding, reference=reference, prepared=prepared, features=features
     )
     if fit is not None:
-        metrics.update(_matched_grassmann(params, test, features, fit.get("batch_size")))
+        metrics.update(_matched_grassmann(params, test, features, fit))
     write_evaluation(out, metrics, clusters)
     log.info(
         "evaluate %s: d_G %.4f d_perp %.4f nmi %s acc %s",

@@ -202,7 +202,9 @@ def _checkpoint_guard(checkpoint: Path | None, key: str) -> None:
     checkpoint = Path(checkpoint)
     side = checkpoint.with_suffix(".json")
     if checkpoint.exists():
-        old = read_json(side).get("key") if side.exists() else None
+        hint = f"delete {checkpoint} and {side} to start afresh"
+        old = read_json(side, what="the checkpoint's record", hint=hint) if side.exists() else {}
+        old = old.get("key") if isinstance(old, dict) else None
         if old != key:
             log.warning("%s: written with other settings or inputs, starting afresh", checkpoint)
             checkpoint.unlink()
@@ -272,7 +274,9 @@ def _train(
     stage = STAGE_KEY[method]
     joint = method == "nmce_finetune" and bool(nmce.get("joint"))
     ds = data.load_prepared(prepared)
-    vectors = load_npz(features) if features is not None and nmce["network"] == "mlp" else None
+    vectors = None
+    if features is not None and nmce["network"] == "mlp":
+        vectors = load_npz(features, ("train", "test")).require_finite("train", "test")
     x_tr, x_te = network_inputs(nmce["network"], ds, vectors)
     n_clusters = resolve_n_clusters(nmce, ds)
     if joint and int(nmce["finetune"]["steps"]) < 1:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 from ..config import dataset_section
@@ -26,7 +27,14 @@ STAGES = (
     "report",
 )
 # The basis keys the reference depends on; the rest only matter to training.
-REFERENCE_KEYS = ("batch_size", "anchor_strategy", "anchors_per_cluster", "n_anchors")
+REFERENCE_KEYS = (
+    "batch_size",
+    "anchor_strategy",
+    "anchors_per_cluster",
+    "n_anchors",
+    "batch_graph",
+    "graph_size",
+)
 NMCE_METHODS = ("nmce_tcr", "nmce_cluster", "nmce_finetune")
 # The nmce keys each NMCE stage depends on (a later stage also depends on its input model).
 NMCE_LATER_KEYS = {
@@ -119,3 +127,30 @@ def stage_params_json(
     return json.dumps(
         stage_params(cfg, stage, dataset, kind, method), sort_keys=True, separators=(",", ":")
     )
+
+
+# Sections of a stage's params whose own keys are checked (their values are schema-filled).
+CHECKED_SECTIONS = ("graph", "basis", "nmce", "evaluate", "report")
+
+
+def missing_params(
+    params: Mapping[str, Any], stage: str, kind: str | None = None, method: str | None = None
+) -> list[str]:
+    """The dotted keys that ``stage`` reads and ``params`` (e.g. ``--params`` JSON) lacks:
+    every top-level key, and the keys of the sections in :data:`CHECKED_SECTIONS`, of the
+    mapping :func:`stage_params` makes from the default config."""
+    template = _template(stage, kind or "raw", method or "analytic")
+    missing = [k for k in template if k not in params]
+    for section in CHECKED_SECTIONS:
+        if isinstance(template.get(section), dict) and isinstance(params.get(section), dict):
+            missing += [f"{section}.{k}" for k in template[section] if k not in params[section]]
+    return missing
+
+
+@cache
+def _template(stage: str, kind: str, method: str) -> dict[str, Any]:
+    """What :func:`stage_params` makes of the default config (its keys are what we need)."""
+    from ..config import validate_config
+
+    cfg = validate_config({"datasets": {"d": {"source": "digits"}}, "run": {"datasets": ["d"]}})
+    return stage_params(cfg, stage, "d", kind, method)

@@ -17,7 +17,15 @@ import numpy as np
 import pandas as pd
 
 from .. import data
-from ..io import atomic_path, load_npz, read_json, write_bytes, write_json, write_text
+from ..io import (
+    atomic_path,
+    load_npz,
+    read_csv,
+    read_json,
+    write_bytes,
+    write_json,
+    write_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +38,7 @@ TABLE_COLUMNS = [
     "grassmann",
     "grassmann_matched",
     "orthogonality",
+    "orthogonality_authors",
     "nmi",
     "acc",
     "ari",
@@ -47,6 +56,7 @@ SUMMARY_KEYS = (
     "grassmann",
     "grassmann_matched",
     "orthogonality",
+    "orthogonality_authors",
     "nmi",
     "acc",
     "ari",
@@ -67,7 +77,11 @@ FIGURES = ("embedding", "training", "grid", "anchors")
 # Scores of a run drawn side by side by `dvc plots` (comparison.csv).
 COMPARISON_KEYS = ("acc", "nmi", "ari")
 # Columns of a training log drawn as curves: BASiS's, else NMCE's.
-CURVES = (("loss", "inlier_ratio", "residual"), ("loss", "effective_rank", "similarity"))
+CURVES = (
+    ("loss", "inlier_ratio", "heldout_error"),
+    ("loss", "inlier_ratio", "residual"),  # BASiS logs written before the held-out error
+    ("loss", "effective_rank", "similarity"),
+)
 
 
 def _row(path: Path) -> dict[str, Any]:
@@ -188,7 +202,7 @@ def _plot_curves(row: dict[str, Any], folder: Path, out: Path) -> Path | None:
     """Training curves: BASiS's loss, RANSAC inlier ratio and residual per step; NMCE's loss,
     effective rank of the features and view similarity per logged step."""
     plt = _pyplot()
-    log_df = pd.read_csv(folder / "log.csv")
+    log_df = read_csv(folder / "log.csv", what="a training log (log.csv)")
     if log_df.empty:  # e.g. nmce_finetune with 0 steps
         return None
     cols = next(c for c in CURVES if all(k in log_df.columns for k in c[1:]))
@@ -204,7 +218,10 @@ def _plot_curves(row: dict[str, Any], folder: Path, out: Path) -> Path | None:
         positive = bool((values > 0).all())
         ax.set_yscale("log" if positive and col in ("loss", "residual") else "linear")
         ax.set_xlabel("iteration")
-        ax.set_title(col.replace("_", " "), fontsize=9)
+        title = {"heldout_error": "held-out anchor error (median)"}.get(col, col.replace("_", " "))
+        if col == "inlier_ratio" and "fallback" in log_df.columns:
+            title += f" ({int(log_df['fallback'].sum())} fallbacks to all anchors)"
+        ax.set_title(title, fontsize=9)
     fig.suptitle(f"{row['method']} training: {row['dataset']} / {row['features']}", fontsize=10)
     return _save(fig, _figure_path(row, out, "training"))
 
@@ -215,6 +232,11 @@ def _plot_anchors(row: dict[str, Any], folder: Path, out: Path) -> Path | None:
     raw, aligned, ref = z["raw"], z["aligned"], z["reference"]
     if raw.size == 0:
         return None
+    # a kept trivial eigenvector (column 0) is near-constant: draw the next two coordinates
+    meta = folder / "embedding.json"
+    graph = read_json(meta).get("graph", {}) if meta.exists() else {}
+    first = 1 if not graph.get("drop_first", True) and raw.shape[2] > 1 else 0
+    raw, aligned, ref = raw[..., first:], aligned[..., first:], ref[..., first:]
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 4), sharex=False)
     colours = plt.get_cmap("viridis")(np.linspace(0, 1, len(raw)))
@@ -227,8 +249,8 @@ def _plot_anchors(row: dict[str, Any], folder: Path, out: Path) -> Path | None:
             y = ref[:, 1] if ref.shape[1] > 1 else np.arange(len(ref))
             ax.scatter(ref[:, 0], y, s=14, facecolors="none", edgecolors="r", lw=0.6)
         ax.set_title(f"anchors in {len(coords)} batches, {title}", fontsize=9)
-        ax.set_xlabel("coordinate 1")
-        ax.set_ylabel("coordinate 2" if raw.shape[2] > 1 else "anchor")
+        ax.set_xlabel(f"coordinate {first + 1}")
+        ax.set_ylabel(f"coordinate {first + 2}" if raw.shape[2] > 1 else "anchor")
     fig.suptitle(
         f"{row['dataset']} / {row['features']}: red circles = reference (Eq. 11)", fontsize=10
     )
