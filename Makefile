@@ -30,10 +30,13 @@ $(BIN)/.installed: pyproject.toml envs/constraints.txt
 	$(BIN)/python -m pip install --quiet -c envs/constraints.txt -e ".[pipeline,dev]"
 	@touch $@
 
-venv: $(BIN)/.installed stage-folders
+# Order-only: an existing folder is up to date whatever its time (so `make -q venv` can say 0).
+venv: $(BIN)/.installed | $(STAGE_FOLDERS)
 
-stage-folders:
-	@mkdir -p $(STAGE_FOLDERS)
+stage-folders: | $(STAGE_FOLDERS)
+
+$(STAGE_FOLDERS):
+	@mkdir -p $@
 
 run: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+from .pipeline_fixtures import built, pipeline  # noqa: F401  (session-wide, shared)
+
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 settings.register_profile("dev", print_blob=True)
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
 )
-
-from .pipeline_fixtures import built, pipeline  # noqa: F401  (session-wide, shared)
 
 
 def _has_cuda() -> bool:
