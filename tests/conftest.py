@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+from .pipeline_fixtures import built, pipeline  # noqa: F401  (session-wide, shared)
+
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 settings.register_profile("dev", print_blob=True)
 settings.load_profile(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -95,11 +100,15 @@ TINY_CONFIG = {
 
 
 def make_project(tmp: Path, config: dict | None = None) -> Path:
-    """A copy of the pipeline files (workflow/, dvc.yaml) with a tiny config."""
+    """A copy of the pipeline files (Snakefile, workflow/, profiles, envs/, dvc.yaml) with a
+    tiny config."""
     proj = tmp / "proj"
     proj.mkdir()
-    shutil.copy(ROOT / "dvc.yaml", proj / "dvc.yaml")
+    for name in ("Snakefile", "dvc.yaml"):
+        shutil.copy(ROOT / name, proj / name)
     shutil.copytree(ROOT / "workflow", proj / "workflow", symlinks=False)
+    shutil.copytree(ROOT / "envs", proj / "envs")
+    os.symlink(os.readlink(ROOT / "profiles"), proj / "profiles")  # profiles -> workflow/profiles
     # dvc.yaml names the stage's code as dependencies; link the package source in.
     (proj / "src").mkdir()
     os.symlink(ROOT / "src" / "basis_nmce", proj / "src" / "basis_nmce")
@@ -108,18 +117,20 @@ def make_project(tmp: Path, config: dict | None = None) -> Path:
     return proj
 
 
-SNAKEMAKE = [
-    str(BIN / "snakemake"),
-    "--cores",
-    "2",
-    "--workflow-profile",
-    "workflow/profiles/default",
-]
+# The default profile (profiles/default) is found by Snakemake itself, as in a user's clone.
+SNAKEMAKE = [str(BIN / "snakemake"), "--cores", "2"]
 
 
-def kill_snakemake_once(target: str, proj: Path, checkpoint: Path, timeout: float = 300) -> None:
+def kill_snakemake_once(
+    target: str,
+    proj: Path,
+    checkpoint: Path,
+    timeout: float = 300,
+    while_running: Callable[[], None] | None = None,
+) -> None:
     """Run ``snakemake --until target``, SIGKILL it and its jobs (a dead node) as soon as
-    ``checkpoint`` exists, then unlock the working directory as a user would."""
+    ``checkpoint`` exists, then unlock the working directory as a user would.
+    ``while_running`` is called just before the kill, the run still going."""
     import signal
     import time
 
@@ -136,6 +147,71 @@ def kill_snakemake_once(target: str, proj: Path, checkpoint: Path, timeout: floa
         time.sleep(0.05)
     assert proc.poll() is None, "training finished before it could be killed"
     assert checkpoint.exists(), "no checkpoint was written"
+    if while_running is not None:
+        while_running()
+        assert proc.poll() is None, "training finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     run([*SNAKEMAKE, "--unlock"], proj)
+
+
+DVC = [str(BIN / "dvc")]
+
+
+def jobs_run(output: str) -> Counter:
+    """Jobs a Snakemake run really executed, per rule (from its "Finished jobid" lines)."""
+    rules = re.findall(r"^Finished jobid: \d+ \(Rule: (\w+)\)", output, flags=re.M)
+    return Counter(r for r in rules if r != "all")
+
+
+def dvc_stages_run(output: str) -> list[str]:
+    """Stages a `dvc repro` ran, in order."""
+    return re.findall(r"^Running stage '(\w+)'", output, flags=re.M)
+
+
+def git(proj: Path, *args: str) -> subprocess.CompletedProcess:
+    return run(["git", *args], proj)
+
+
+def git_dvc_init(proj: Path) -> None:
+    """Make ``proj`` a git repository with the project's DVC set-up, everything committed."""
+    git(proj, "init", "-q", "-b", "main")
+    git(proj, "config", "user.email", "ci@example.invalid")
+    git(proj, "config", "user.name", "ci")
+    shutil.copytree(ROOT / ".dvc", proj / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
+    shutil.copy(ROOT / ".dvcignore", proj / ".dvcignore")
+    shutil.copy(ROOT / ".gitignore", proj / ".gitignore")
+    git(proj, "add", "-A")
+    git(proj, "commit", "-q", "-m", "tiny project")
+
+
+def manifest(proj: Path, folders: tuple[str, ...] = ("data", "results")) -> dict[str, str]:
+    """SHA-256 of every file under ``folders`` (Snakemake's directory markers left out)."""
+    out = {}
+    for folder in folders:
+        for p in sorted((proj / folder).rglob("*")):
+            if p.is_file() and p.name != ".snakemake_timestamp":
+                out[str(p.relative_to(proj))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+# Scores compared between two runs of the same config (timings and paths left out).
+SCORES = ("grassmann", "grassmann_matched", "orthogonality", "nmi", "acc", "ari", "linear_acc")
+
+
+def assert_same_results(proj: Path, reference: Path, runs: list[tuple[str, str, str]]) -> None:
+    """``proj`` computed what ``reference`` did for each (dataset, features, method): the same
+    features, embeddings (bit for bit: same seed, same machine, same threads) and scores."""
+    for dataset, kind, method in runs:
+        paths = [
+            f"results/features/{dataset}/{kind}/features.npz",
+            f"results/{method}/{dataset}/{kind}/embedding.npz",
+        ]
+        for rel in paths:
+            with np.load(proj / rel) as a, np.load(reference / rel) as b:
+                assert sorted(a.files) == sorted(b.files), rel
+                for key in a.files:
+                    np.testing.assert_array_equal(a[key], b[key], err_msg=f"{rel}: {key}")
+        rel = f"results/evaluate/{dataset}/{kind}/{method}/metrics.json"
+        got, want = (json.loads((p / rel).read_text()) for p in (proj, reference))
+        assert {k: got.get(k) for k in SCORES} == {k: want.get(k) for k in SCORES}, rel

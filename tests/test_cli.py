@@ -124,7 +124,7 @@ def test_user_npz_through_every_stage(project):
         == 0
     )
     assert "blobs" in open("results/report/metrics.md").read()
-    assert any(p.suffix == ".png" for p in (project / "results/report").iterdir())
+    assert any((project / "results/report/figures").rglob("*.png"))
 
 
 def test_toy_chain_clusters_two_moons(project):

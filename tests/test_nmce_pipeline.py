@@ -28,8 +28,20 @@ def test_killed_nmce_training_resumes_from_its_checkpoint(tmp_path):
     folder = proj / "results/nmce_tcr/blobs/raw"
     ckpt = proj / "results/checkpoints/nmce_tcr/blobs/raw/checkpoint.pt"
     run([*SNAKEMAKE, "--until", "features"], proj)
-    kill_snakemake_once("nmce_tcr", proj, ckpt)
-    assert not (folder / "embedding.json").exists()
+
+    def second_run_is_refused():
+        """A second Snakemake on the same folder while the first one trains."""
+        second = run([*SNAKEMAKE, "--until", "nmce_tcr"], proj, check=False)
+        out = second.stdout + second.stderr
+        assert second.returncode != 0
+        assert "Directory cannot be locked" in out and "no other Snakemake process" in out
+        assert "Finished jobid" not in out
+
+    kill_snakemake_once("nmce_tcr", proj, ckpt, while_running=second_run_is_refused)
+    # SIGKILL mid-training leaves no output of the job, not even a half-written one.
+    outputs = ("embedding.npz", "embedding.json", "model.pt", "model.json", "log.csv")
+    assert not [name for name in outputs if (folder / name).exists()]
+    assert not [p.name for p in folder.iterdir() if p.name != "log.txt"], "partial output"
     run([*SNAKEMAKE, "--until", "nmce_tcr"], proj)
 
     meta = json.loads((folder / "embedding.json").read_text())

@@ -367,7 +367,7 @@ def test_cli_runs_each_stage_and_the_report(tmp_path, monkeypatch):
     summary = json.loads(Path("results/report/metrics.json").read_text())
     assert set(summary["blobs/raw/nmce_finetune"]) >= {"acc", "knn_acc", "svm_acc", "nearsub_acc"}
     assert Path("results/report/training/blobs_raw_nmce_tcr.csv").exists()
-    assert Path("results/report/training_blobs_raw_nmce_finetune.png").exists()
+    assert Path("results/report/figures/blobs/raw/nmce_finetune/training.png").exists()
     assert "nmce_finetune" in Path("results/report/metrics.md").read_text()
 
 

@@ -1,8 +1,7 @@
-"""Snakemake and DVC declare the same stages, inputs and outputs, and `dvc repro` really runs."""
+"""Snakemake and DVC declare the same stages, inputs and outputs (DVC really runs in test_dvc.py)."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
@@ -12,11 +11,9 @@ import yaml
 
 from basis_nmce.stages.params import STAGES
 
-from .helpers import BIN, ROOT, SNAKEMAKE, make_project, run
+from .helpers import DVC, ROOT, SNAKEMAKE, dvc_stages_run, git_dvc_init, make_project, run
 
 pytestmark = pytest.mark.slow
-
-DVC = [str(BIN / "dvc")]
 
 
 def snakemake_jobs(proj: Path) -> list[dict]:
@@ -97,53 +94,18 @@ def test_dvc_params_exist_in_config(proj, config):
                     node = node[part]
 
 
-def _git_dvc_init(proj: Path) -> None:
-    run(["git", "init", "-q"], proj)
-    run(["git", "config", "user.email", "ci@example.invalid"], proj)
-    run(["git", "config", "user.name", "ci"], proj)
-    shutil.copytree(ROOT / ".dvc", proj / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
-    shutil.copy(ROOT / ".dvcignore", proj / ".dvcignore")
-
-
 def test_dry_runs_list_the_same_stages(tmp_path):
-    """`snakemake -n` and DVC list the same stages: for the repository's default config, and
-    `dvc repro --dry` once the stages' inputs exist.
-
-    In a fresh clone `dvc repro --dry` stops at the first stage whose input folder does not
-    exist yet (DVC hashes dependencies even when dry: treeverse/dvc#9021, #9818), so its
-    listing is compared after a Snakemake run of the tiny config, before any `dvc.lock`.
-    """
+    """`snakemake -n`, `dvc stage list` and `dvc repro --dry` list the same stages for the
+    repository's default config, from nothing (the stage folders the set-up creates: DVC hashes
+    a stage's input folders even when dry, treeverse/dvc#9021, #9818)."""
     proj = make_project(tmp_path)
-    _git_dvc_init(proj)
-    tiny = (proj / "config.yaml").read_text()
+    git_dvc_init(proj)
     shutil.copy(ROOT / "config.yaml", proj / "config.yaml")
     smk = run([*SNAKEMAKE, "-n"], proj).stdout
     smk_rules = set(re.findall(r"^rule (\w+):", smk, flags=re.M)) - {"all"}
     listed = run([*DVC, "stage", "list", "--name-only"], proj).stdout.split()
     assert set(listed) == smk_rules == set(dvc_stages(proj))
-    (proj / "config.yaml").write_text(tiny)
-    run(SNAKEMAKE, proj)
+    run(["make", "--no-print-directory", "-f", str(ROOT / "Makefile"), "stage-folders"], proj)
     dvc = run([*DVC, "repro", "--dry"], proj).stdout
-    dvc_run = re.findall(r"Running stage '(\w+)'", dvc)
-    assert dvc_run == list(STAGES)  # STAGES is in pipeline order
-    assert set(dvc_run) == smk_rules
-
-
-def test_dvc_repro_runs_the_pipeline(tmp_path):
-    proj = make_project(tmp_path)
-    _git_dvc_init(proj)
-    out = run([*DVC, "repro"], proj).stdout
-    assert (proj / "results/report/metrics.json").exists()
-    metrics = json.loads((proj / "results/report/metrics.json").read_text())
-    assert metrics["moons/raw/analytic"]["acc"] == 1.0
-    assert "Running stage 'report'" in out
-    status = run([*DVC, "status"], proj).stdout
-    assert "up to date" in status.lower() or "changed" not in status
-    again = run([*DVC, "repro"], proj).stdout
-    assert "Running stage" not in again
-    shown = run([*DVC, "metrics", "show"], proj).stdout
-    assert "moons" in shown
-    # The training curves are DVC plots: one series per trained (dataset, features).
-    plots = json.loads(run([*DVC, "plots", "show", "--json"], proj).stdout)
-    curves = json.dumps(plots)
-    assert "moons_raw_basis_train.csv" in curves and "blobs_raw_basis_train.csv" in curves
+    assert dvc_stages_run(dvc) == list(STAGES)  # STAGES is in pipeline order
+    assert set(STAGES) == smk_rules

@@ -35,12 +35,21 @@ SKIPPED = {
     "the same Snakefile on a tiny config",
     "make test": "the test suite itself",
     "make bench": "benchmarks take minutes and are never part of the tests",
-    "dvc repro --dry": "hashes the stages' input folders, which exist only after a run (README, "
-    "Design); dvc stage list and a real dvc repro are tested in test_pipeline_consistency.py",
-    "dvc repro": "runs the whole pipeline (minutes); tests/test_pipeline_consistency.py runs "
-    "dvc repro on a tiny config",
+    "dvc repro --dry": "needs a git + DVC repository; tests/test_dvc.py runs it in a fresh clone "
+    "after make stage-folders",
+    "dvc repro": "runs stages (minutes for the default config); tests/test_dvc.py runs dvc "
+    "repro, dvc repro <stage> and dvc repro -s <stage> on a tiny config",
     "dvc exp run": "runs the whole pipeline as an experiment (minutes)",
     "dvc metrics show": "reads the metrics of a finished run",
+    "dvc status": "needs a git + DVC repository with a run; tests/test_dvc.py checks it clean "
+    "after dvc repro",
+    "dvc plots show": "reads a finished run; tests/test_dvc.py runs it on the tiny one",
+    "dvc remote add": "a remote round trip: tests/test_dvc.py pushes to a local remote and pulls "
+    "into a fresh clone",
+    "dvc push": "a remote round trip: tests/test_dvc.py",
+    "git clone": "a remote round trip: tests/test_dvc.py",
+    "make pull": "needs a DVC remote holding a run: tests/test_dvc.py runs dvc pull and "
+    "snakemake --touch",
 }
 SMALL_DATA = {r"\bn_iter=\d+": "n_iter=20"}  # the Python blocks' small-data switch
 

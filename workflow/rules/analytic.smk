@@ -11,8 +11,14 @@ rule analytic:
         meta=f"{RES}/analytic/{{dataset}}/{{kind}}/embedding.json",
     log:
         f"{RES}/analytic/{{dataset}}/{{kind}}/log.txt",
+    benchmark:
+        f"{RES}/analytic/{{dataset}}/{{kind}}/benchmark.tsv"
+    conda:
+        ENV
     threads: config["threads"]
     resources:
+        mem_mb=16000,
+        runtime=120,
         gpu=config["gpus"],
     params:
         p=params_for("analytic"),

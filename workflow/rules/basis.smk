@@ -12,7 +12,14 @@ rule basis_reference:
         meta=f"{RES}/basis_reference/{{dataset}}/{{kind}}/reference.json",
     log:
         f"{RES}/basis_reference/{{dataset}}/{{kind}}/log.txt",
+    benchmark:
+        f"{RES}/basis_reference/{{dataset}}/{{kind}}/benchmark.tsv"
+    conda:
+        ENV
     threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
     params:
         p=params_for("basis_reference"),
     shell:
@@ -36,8 +43,14 @@ rule basis_train:
         grid=f"{RES}/basis_train/{{dataset}}/{{kind}}/grid.npz",
     log:
         f"{RES}/basis_train/{{dataset}}/{{kind}}/log.txt",
+    benchmark:
+        f"{RES}/basis_train/{{dataset}}/{{kind}}/benchmark.tsv"
+    conda:
+        ENV
     threads: config["threads"]
     resources:
+        mem_mb=16000,
+        runtime=720,
         gpu=config["gpus"],
     params:
         p=params_for("basis_train"),

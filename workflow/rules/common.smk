@@ -1,5 +1,6 @@
 # Config validation (the library's schema, same as the CLI) and path helpers.
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -19,6 +20,10 @@ METHODS = config["run"]["methods"]
 USER_SOURCES = ("npz", "npy", "csv")
 
 REPORT = f"{RES}/report/report.md"
+# The environment every rule runs in under `--software-deployment-method conda` (a path
+# relative to the rule files, workflow/rules/). Without it the rules use the `basis-nmce`
+# on PATH (the README's pip set-up).
+ENV = "../../envs/basis-nmce.yaml"
 
 
 wildcard_constraints:
@@ -65,6 +70,14 @@ def user_files_stamp(w):
         )
         for p in user_files(w)
     )
+
+
+def features_inputs(w):
+    """Kind tcr embeds with the nmce_tcr model of the same data set (trained on raw inputs)."""
+    inputs = {"prepared": f"{DATA}/prepared/{w.dataset}.npz"}
+    if w.kind == "tcr":
+        inputs["model"] = f"{RES}/nmce_tcr/{w.dataset}/raw/model.pt"
+    return inputs
 
 
 def method_embedding(w):

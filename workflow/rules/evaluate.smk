@@ -11,7 +11,14 @@ rule evaluate:
         predictions=f"{RES}/evaluate/{{dataset}}/{{kind}}/{{method}}/predictions.npz",
     log:
         f"{RES}/evaluate/{{dataset}}/{{kind}}/{{method}}/log.txt",
+    benchmark:
+        f"{RES}/evaluate/{{dataset}}/{{kind}}/{{method}}/benchmark.tsv"
+    conda:
+        ENV
     threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=120,
     params:
         p=params_for("evaluate"),
         reference=lambda w, input: _arg("--reference", getattr(input, "reference", [])),

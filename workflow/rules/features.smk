@@ -1,12 +1,5 @@
 # features(dataset, kind): kind raw = flattened, scaled, optional PCA; kind tcr = NMCE stage 1's
-# features, embedded with the nmce_tcr model of the same data set (trained once, on raw inputs).
-
-
-def features_inputs(w):
-    inputs = {"prepared": f"{DATA}/prepared/{w.dataset}.npz"}
-    if w.kind == "tcr":
-        inputs["model"] = f"{RES}/nmce_tcr/{w.dataset}/raw/model.pt"
-    return inputs
+# features, embedded with the nmce_tcr model of the same data set (features_inputs).
 
 
 rule features:
@@ -17,7 +10,14 @@ rule features:
         meta=f"{RES}/features/{{dataset}}/{{kind}}/features.json",
     log:
         f"{RES}/features/{{dataset}}/{{kind}}/log.txt",
+    benchmark:
+        f"{RES}/features/{{dataset}}/{{kind}}/benchmark.tsv"
+    conda:
+        ENV
     threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
     params:
         p=params_for("features"),
         model=lambda w, input: _arg("--model", getattr(input, "model", [])),

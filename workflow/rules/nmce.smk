@@ -16,8 +16,14 @@ rule nmce_tcr:
         log_csv=f"{RES}/nmce_tcr/{{dataset}}/{{kind}}/log.csv",
     log:
         f"{RES}/nmce_tcr/{{dataset}}/{{kind}}/log.txt",
+    benchmark:
+        f"{RES}/nmce_tcr/{{dataset}}/{{kind}}/benchmark.tsv"
+    conda:
+        ENV
     threads: config["threads"]
     resources:
+        mem_mb=16000,
+        runtime=720,
         gpu=config["gpus"],
     params:
         p=params_for("nmce_tcr"),
@@ -42,8 +48,14 @@ rule nmce_cluster:
         log_csv=f"{RES}/nmce_cluster/{{dataset}}/{{kind}}/log.csv",
     log:
         f"{RES}/nmce_cluster/{{dataset}}/{{kind}}/log.txt",
+    benchmark:
+        f"{RES}/nmce_cluster/{{dataset}}/{{kind}}/benchmark.tsv"
+    conda:
+        ENV
     threads: config["threads"]
     resources:
+        mem_mb=16000,
+        runtime=720,
         gpu=config["gpus"],
     params:
         p=params_for("nmce_cluster"),
@@ -69,8 +81,14 @@ rule nmce_finetune:
         log_csv=f"{RES}/nmce_finetune/{{dataset}}/{{kind}}/log.csv",
     log:
         f"{RES}/nmce_finetune/{{dataset}}/{{kind}}/log.txt",
+    benchmark:
+        f"{RES}/nmce_finetune/{{dataset}}/{{kind}}/benchmark.tsv"
+    conda:
+        ENV
     threads: config["threads"]
     resources:
+        mem_mb=16000,
+        runtime=720,
         gpu=config["gpus"],
     params:
         p=params_for("nmce_finetune"),

@@ -1,4 +1,6 @@
-# report: one table (Markdown, CSV, JSON for `dvc metrics`) and the embedding figures.
+# report: one table (Markdown, CSV, HTML, JSON for `dvc metrics`), the comparison and training
+# logs that `dvc plots` draws, and the figures. `snakemake --report report.html` shows the HTML
+# table and every figure with the captions in workflow/report/.
 
 
 rule report:
@@ -6,14 +8,45 @@ rule report:
         metrics=all_metrics(),
         training=training_logs(),
     output:
-        report(REPORT, caption="../report/report.rst", category="Report"),
-        f"{RES}/report/metrics.csv",
-        f"{RES}/report/metrics.md",
-        f"{RES}/report/metrics.json",
+        md=REPORT,
+        csv=f"{RES}/report/metrics.csv",
+        table_md=f"{RES}/report/metrics.md",
+        json=f"{RES}/report/metrics.json",
+        comparison=f"{RES}/report/comparison.csv",
+        html=report(
+            f"{RES}/report/metrics.html",
+            caption="../report/metrics.rst",
+            category="Tables",
+            labels={"table": "metrics of every run"},
+        ),
+        training=directory(f"{RES}/report/training"),
+        figures=report(
+            directory(f"{RES}/report/figures"),
+            patterns=[
+                "{dataset,[^/]+}/{features,[^/]+}/{method,[^/]+}/{figure,[a-z]+}.png"
+            ],
+            caption="../report/figure.rst",
+            category="Figures",
+            subcategory="{figure}",
+            labels={
+                "data set": "{dataset}",
+                "features": "{features}",
+                "method": "{method}",
+            },
+        ),
     log:
         f"{RES}/report/log.txt",
+    benchmark:
+        f"{RES}/report/benchmark.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         p=params_for("report"),
-        out=f"{RES}/report",
+        out=lambda w, output: os.path.dirname(output.md),
     shell:
-        "basis-nmce report --params {params.p:q} --metrics {input.metrics:q} --out {params.out:q} 2> {log:q}"
+        "basis-nmce report --params {params.p:q} --metrics {input.metrics:q}"
+        " --out {params.out:q} 2> {log:q}"

@@ -1,4 +1,11 @@
-"""Stage ``report``: gather every ``metrics.json`` into one table and draw the embeddings."""
+"""Stage ``report``: gather every ``metrics.json`` into one table and draw the embeddings.
+
+Layout of the report folder (``--out``): ``report.md``, the table as ``metrics.csv`` /
+``metrics.md`` / ``metrics.html`` / ``metrics.json`` (``dvc metrics``), ``comparison.csv`` (one
+row per run: ``dvc plots``' bar chart), ``training/<dataset>_<features>_<method>.csv`` (the
+training logs: ``dvc plots``' curves) and ``figures/<dataset>/<features>/<method>/<figure>.png``
+with ``<figure>`` one of :data:`FIGURES` (``snakemake --report`` reads this layout).
+"""
 
 from __future__ import annotations
 
@@ -64,6 +71,11 @@ SUMMARY_KEYS = (
     "sc_nmi",
     "sc_ari",
 )
+# The figures a run can have: its test embedding; a trained method's curves; BASiS's value grid
+# (2-D inputs) and anchors.
+FIGURES = ("embedding", "training", "grid", "anchors")
+# Scores of a run drawn side by side by `dvc plots` (comparison.csv).
+COMPARISON_KEYS = ("acc", "nmi", "ari")
 # Columns of a training log drawn as curves: BASiS's, else NMCE's.
 CURVES = (
     ("loss", "inlier_ratio", "heldout_error"),
@@ -101,6 +113,24 @@ def _markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _figure_path(row: dict[str, Any], out: Path, figure: str) -> Path:
+    return out / "figures" / row["dataset"] / row["features"] / row["method"] / f"{figure}.png"
+
+
+def _html(df: pd.DataFrame) -> str:
+    """The table as a standalone HTML page (what `snakemake --report` shows)."""
+    body = df.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4f}", border=0)
+    style = (
+        "body{font-family:sans-serif;font-size:13px}"
+        "table{border-collapse:collapse}th,td{padding:2px 8px;border-bottom:1px solid #ddd}"
+        "td{text-align:right}th{background:#f4f4f4}"
+    )
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>basis-nmce metrics</title>"
+        f"<style>{style}</style></head><body>\n{body}\n</body></html>\n"
+    )
+
+
 def _plot(row: dict[str, Any], out: Path, max_points: int, seed: int) -> Path | None:
     import matplotlib
 
@@ -135,7 +165,7 @@ def _plot(row: dict[str, Any], out: Path, max_points: int, seed: int) -> Path | 
         ax.set_title("test points, colour = k-means on embedding", fontsize=9)
     fig.suptitle(f"{row['dataset']} / {row['features']}", fontsize=10)
     fig.tight_layout()
-    target = out / f"embedding_{row['dataset']}_{row['features']}_{row['method']}.png"
+    target = _figure_path(row, out, "embedding")
     with atomic_path(target) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
@@ -193,7 +223,7 @@ def _plot_curves(row: dict[str, Any], folder: Path, out: Path) -> Path | None:
             title += f" ({int(log_df['fallback'].sum())} fallbacks to all anchors)"
         ax.set_title(title, fontsize=9)
     fig.suptitle(f"{row['method']} training: {row['dataset']} / {row['features']}", fontsize=10)
-    return _save(fig, out / f"training_{row['dataset']}_{row['features']}_{row['method']}.png")
+    return _save(fig, _figure_path(row, out, "training"))
 
 
 def _plot_anchors(row: dict[str, Any], folder: Path, out: Path) -> Path | None:
@@ -224,7 +254,7 @@ def _plot_anchors(row: dict[str, Any], folder: Path, out: Path) -> Path | None:
     fig.suptitle(
         f"{row['dataset']} / {row['features']}: red circles = reference (Eq. 11)", fontsize=10
     )
-    return _save(fig, out / f"anchors_{row['dataset']}_{row['features']}_{row['method']}.png")
+    return _save(fig, _figure_path(row, out, "anchors"))
 
 
 def _plot_grid(row: dict[str, Any], folder: Path, out: Path) -> Path | None:
@@ -251,7 +281,7 @@ def _plot_grid(row: dict[str, Any], folder: Path, out: Path) -> Path | None:
         for ax in axes[0]:
             ax.scatter(pts[idx, 0], pts[idx, 1], s=1, c="k", alpha=0.4)
     fig.suptitle(f"{row['dataset']} / {row['features']}: {row['method']}", fontsize=10)
-    return _save(fig, out / f"grid_{row['dataset']}_{row['features']}_{row['method']}.png")
+    return _save(fig, _figure_path(row, out, "grid"))
 
 
 def _training_figures(row: dict[str, Any], out: Path) -> list[Path]:
@@ -277,13 +307,23 @@ def _training_figures(row: dict[str, Any], out: Path) -> list[Path]:
 
 def run_report(params: dict[str, Any], metrics_files: list[Path], out_dir: Path) -> Path:
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (out_dir, out_dir / "figures", out_dir / "training"):
+        folder.mkdir(parents=True, exist_ok=True)  # declared outputs, even when empty
     rows = [_row(Path(p)) for p in metrics_files]
     df = pd.DataFrame(rows).sort_values(["dataset", "features", "method"]).reset_index(drop=True)
     table = df[[c for c in TABLE_COLUMNS if c in df.columns]]
     with atomic_path(out_dir / "metrics.csv") as tmp:
         table.to_csv(tmp, index=False)
     write_text(out_dir / "metrics.md", _markdown(table))
+    write_text(out_dir / "metrics.html", _html(table))
+    comparison = pd.DataFrame(
+        {
+            "run": [f"{r['dataset']}/{r['features']}/{r['method']}" for r in rows],
+            **{k: [r["_summary"].get(k) for r in rows] for k in COMPARISON_KEYS},
+        }
+    ).sort_values("run")
+    with atomic_path(out_dir / "comparison.csv") as tmp:
+        comparison.to_csv(tmp, index=False)
     summary = {f"{r['dataset']}/{r['features']}/{r['method']}": r["_summary"] for r in rows}
     write_json(out_dir / "metrics.json", summary)
     figures = []
@@ -307,7 +347,9 @@ def run_report(params: dict[str, Any], metrics_files: list[Path], out_dir: Path)
         "## Figures",
         "",
     ]
-    lines += [f"![{f.stem}]({f.name})" for f in figures]
+    lines += [
+        f"![{f.relative_to(out_dir).with_suffix('')}]({f.relative_to(out_dir)})" for f in figures
+    ]
     report = out_dir / "report.md"
     write_text(report, "\n".join(lines) + "\n")
     log.info("report: %d rows, %d figures -> %s", len(rows), len(figures), report)
