@@ -182,6 +182,23 @@ def test_few_inliers_fall_back_to_all_anchors_and_warn(digits, caplog):
     assert "median RANSAC inlier ratio" in caplog.text
 
 
+def test_prefetch_modes_give_the_same_fit():
+    """Targets depend on (seed, step, attempt) only: a forked worker, a thread and no
+    prefetching train the same network (the guard's state travels back from the worker)."""
+    x, _ = blobs(n=600)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same kernels in every mode, whatever the machine
+    try:
+        fits = {m: small(n_iter=45, prefetch=m).fit(x) for m in ("process", "thread", False)}
+    finally:
+        torch.set_num_threads(before)
+    ref = fits[False]
+    for mode in ("process", "thread"):
+        assert [h["loss"] for h in fits[mode].history_] == [h["loss"] for h in ref.history_]
+        np.testing.assert_array_equal(fits[mode].transform(x), ref.transform(x))
+        assert fits[mode]._guard.state() == ref._guard.state()
+
+
 def test_too_few_anchors_is_a_clear_error():
     x, _ = blobs(n=300)
     with pytest.raises(ConfigError, match="K \\+ 1"):

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import logging
 import math
+import multiprocessing
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,17 @@ class AlignmentGuard:
         self.residuals: deque[float] = deque(maxlen=window)
         self.conditions: deque[float] = deque(maxlen=window)
 
+    def state(self) -> list[tuple[float, float]]:
+        """The running window, as (residual, condition) pairs (checkpoints, worker results)."""
+        return list(zip(self.residuals, self.conditions, strict=True))
+
+    def restore(self, state: list[tuple[float, float]]) -> None:
+        self.residuals.clear()
+        self.conditions.clear()
+        for r, c in state:
+            self.residuals.append(r)
+            self.conditions.append(c)
+
     def accept(self, residual: float, condition: float) -> bool:
         if not (math.isfinite(residual) and math.isfinite(condition)):
             return False
@@ -96,6 +109,32 @@ class AlignmentGuard:
         self.residuals.append(residual)
         self.conditions.append(condition)
         return True
+
+
+#: runs with at least this many steps to go compute their targets in a forked process
+PROCESS_MIN_STEPS = 200
+_FORKED: tuple[Any, Any, Any] | None = None  # (estimator, X, reference) for the forked worker
+_THREAD_LIMITS: Any = None  # the forked worker's BLAS thread limit, kept alive
+
+
+def _can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def _init_target_worker(threads: int) -> None:
+    """Threads of the forked target worker: the half of the cores the step leaves it."""
+    from threadpoolctl import threadpool_limits
+
+    global _THREAD_LIMITS
+    torch.set_num_threads(threads)
+    _THREAD_LIMITS = threadpool_limits(threads)
+
+
+def _forked_target(step: int, m: int) -> tuple[BatchTarget, list[tuple[float, float]]]:
+    """One batch's targets in the worker, with the alignment guard's state after it."""
+    est, x, ref = _FORKED
+    bt = est._batch_target(x, ref, step, m)
+    return bt, est._guard.state()
 
 
 class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
@@ -120,6 +159,11 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
       is ill-posed (:mod:`basis_nmce.align`).
     * ``recenter``: the mean translation of the batches' maps, ``offset_``, is subtracted by
       :meth:`transform` (see :meth:`fit`). ``False`` gives the paper's output.
+
+    ``prefetch``: the next batch's exact targets are computed while the network steps, in a
+    forked worker process (``auto`` on CPU for 200 steps or more; ``process``), a thread
+    (``auto`` otherwise; ``thread``) or not at all (``False``); the targets, and so the fit,
+    are the same either way.
     """
 
     def __init__(
@@ -284,21 +328,44 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
             "do not span the embedding: raise n_anchors or use anchor_strategy 'kmeans'"
         )
 
-    def _prefetching(self) -> bool:
-        """Compute the next batch's targets in a thread while the step runs (default)."""
-        return True if self.prefetch == "auto" else bool(self.prefetch)
+    def _prefetch_mode(self, steps: int) -> str | None:
+        """How the next batch's targets are computed during the current step: ``process``,
+        ``thread`` or ``None`` (in series).
+
+        ``auto`` (default): a forked worker process on CPU for runs of at least
+        ``PROCESS_MIN_STEPS`` steps, a thread otherwise (CUDA, short runs, platforms without
+        ``fork``). A thread shares the interpreter lock with the training step, and the
+        target work holds it for long stretches (ARPACK's reverse-communication loop: ~200
+        Python-level iterations for a sparse 512-point batch graph); a process does not.
+        """
+        mode = self.prefetch
+        if mode is False or mode is None or mode == "none":
+            return None
+        if mode == "process" and not _can_fork():
+            raise ConfigError(
+                "prefetch='process' needs the 'fork' start method (Linux); use 'thread'"
+            )
+        if mode in ("auto", True):
+            cpu = getattr(self, "device_", torch.device("cpu")).type == "cpu"
+            use_process = cpu and steps >= PROCESS_MIN_STEPS and _can_fork()
+            return "process" if use_process else "thread"
+        if mode not in ("process", "thread"):
+            raise ConfigError(
+                f"prefetch {mode!r}: choose 'auto', 'process', 'thread' or False (in series)"
+            )
+        return mode
 
     @contextlib.contextmanager
-    def _split_threads(self) -> Iterator[None]:
-        """On CPU with prefetching, give the step and the target thread half the cores each.
+    def _split_threads(self, mode: str | None) -> Iterator[None]:
+        """On CPU with prefetching, give the step and the target worker half the cores each.
 
         torch's and BLAS's thread pools are process-wide, so with two busy Python threads each
         op would fight for all the cores. Halving both pools turns that into task parallelism:
         on 2 cores (Fashion-MNIST, batch 512, K 10) an iteration took 66 ms with 2 threads in
         series, 40 ms prefetching with 2 threads, and 24 ms prefetching with 1 thread each
-        (benchmarks/basis_iteration.py).
+        (benchmarks/basis_iteration.py). A worker process takes the other half likewise.
         """
-        if self.device_.type != "cpu" or not self._prefetching():
+        if self.device_.type != "cpu" or mode is None:
             yield
             return
         from threadpoolctl import threadpool_limits
@@ -313,23 +380,44 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
             torch.set_num_threads(before)
 
     def _targets(self, x, ref: Reference, start: int, m: int) -> Iterator[BatchTarget]:
-        """Targets for steps ``start..n_iter-1``, one step ahead in a thread if prefetching."""
-        if not self._prefetching():
+        """Targets for steps ``start..n_iter-1``, computed one step ahead when prefetching."""
+        mode = self._prefetch_mode(self.n_iter - start)
+        if mode is None:
             for step in range(start, self.n_iter):
                 yield self._batch_target(x, ref, step, m)
             return
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="basis-targets") as pool:
-            pending: deque[Future] = deque()
-            nxt = start
-            while nxt < min(start + 2, self.n_iter):
-                pending.append(pool.submit(self._batch_target, x, ref, nxt, m))
-                nxt += 1
-            while pending:
-                item = pending.popleft().result()
-                if nxt < self.n_iter:
-                    pending.append(pool.submit(self._batch_target, x, ref, nxt, m))
+        if mode == "thread":
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="basis-targets")
+            job = functools.partial(self._batch_target, x, ref)
+        else:
+            global _FORKED
+            _FORKED = (self, x, ref)  # inherited by the worker at fork: nothing is pickled
+            pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_init_target_worker,
+                initargs=(max(1, torch.get_num_threads()),),
+            )
+            job = _forked_target
+        try:
+            with pool:
+                pending: deque[Future] = deque()
+                nxt = start
+                while nxt < min(start + 2, self.n_iter):
+                    pending.append(pool.submit(job, nxt, m))
                     nxt += 1
-                yield item
+                while pending:
+                    item = pending.popleft().result()
+                    if mode == "process":  # the guard evolves in the worker
+                        item, guard = item
+                        self._guard.restore(guard)
+                    if nxt < self.n_iter:
+                        pending.append(pool.submit(job, nxt, m))
+                        nxt += 1
+                    yield item
+        finally:
+            if mode == "process":
+                _FORKED = None
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -385,7 +473,9 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         self._sorted_anchors = np.sort(ref.anchor_index)
         self._guard = AlignmentGuard()
         self.model_ = MLP(self.n_features_in_, self.n_components, self.hidden).to(self.device_)
-        opt = torch.optim.Adam(self.model_.parameters(), lr=self.lr)
+        # fused: one kernel for all parameters (0.9 of the 11 ms a 512-point step takes on
+        # one CPU thread, benchmarks/basis_iteration.py)
+        opt = torch.optim.Adam(self.model_.parameters(), lr=self.lr, fused=True)
         sched = torch.optim.lr_scheduler.ExponentialLR(
             opt, gamma=self.lr_decay ** (1 / max(self.n_iter, 1))
         )
@@ -403,13 +493,11 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
             start, history = int(ckpt["step"]), list(ckpt["history"])
             trace = [(np.asarray(a), np.asarray(b)) for a, b in ckpt["trace"]]
             self._offset_sum = np.asarray(ckpt["offset_sum"], dtype=np.float64).copy()
-            for r, c in ckpt["guard"]:
-                self._guard.residuals.append(r)
-                self._guard.conditions.append(c)
+            self._guard.restore(ckpt["guard"])
             log.info("resuming from %s at step %d", checkpoint, start)
         self.resumed_from_ = start
         self.model_.train()
-        with self._split_threads():
+        with self._split_threads(self._prefetch_mode(self.n_iter - start)):
             history, trace = self._train(
                 x, ref, m, start, history, trace, opt, sched, (checkpoint, fingerprint)
             )
@@ -491,9 +579,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
                         "fingerprint": fingerprint,
                         "trace": [(torch.from_numpy(a), torch.from_numpy(b)) for a, b in trace],
                         "offset_sum": torch.from_numpy(self._offset_sum.copy()),
-                        "guard": list(
-                            zip(self._guard.residuals, self._guard.conditions, strict=True)
-                        ),
+                        "guard": self._guard.state(),
                     },
                 )
         progress.close()
