@@ -131,6 +131,12 @@ def _html(df: pd.DataFrame) -> str:
     )
 
 
+def _first_informative(meta: Path, n_columns: int) -> int:
+    """0, or 1 where column 0 is a kept trivial eigenvector (near-constant: not worth a panel)."""
+    graph = read_json(meta).get("graph", {}) if meta.exists() else {}
+    return 1 if not graph.get("drop_first", True) and n_columns > 1 else 0
+
+
 def _plot(row: dict[str, Any], out: Path, max_points: int, seed: int) -> Path | None:
     import matplotlib
 
@@ -154,11 +160,13 @@ def _plot(row: dict[str, Any], out: Path, max_points: int, seed: int) -> Path | 
     panels = 2 if feats is not None else 1
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4), squeeze=False)
     ax = axes[0, 0]
-    y2 = emb[idx, 1] if emb.shape[1] > 1 else np.zeros(len(idx))
-    ax.scatter(emb[idx, 0], y2, c=labels[idx], s=3, cmap="tab10")
+    first = _first_informative(Path(inputs["embedding"]).with_suffix(".json"), emb.shape[1])
+    x1 = emb[idx, first]
+    y2 = emb[idx, first + 1] if emb.shape[1] > first + 1 else np.zeros(len(idx))
+    ax.scatter(x1, y2, c=labels[idx], s=3, cmap="tab10")
     ax.set_title(f"{row['method']}: test embedding\n(colour = label)", fontsize=9)
-    ax.set_xlabel("coordinate 1")
-    ax.set_ylabel("coordinate 2")
+    ax.set_xlabel(f"coordinate {first + 1}")
+    ax.set_ylabel(f"coordinate {first + 2}")
     if feats is not None:
         ax = axes[0, 1]
         ax.scatter(feats[idx, 0], feats[idx, 1], c=clusters[idx], s=3, cmap="tab10")
@@ -232,10 +240,7 @@ def _plot_anchors(row: dict[str, Any], folder: Path, out: Path) -> Path | None:
     raw, aligned, ref = z["raw"], z["aligned"], z["reference"]
     if raw.size == 0:
         return None
-    # a kept trivial eigenvector (column 0) is near-constant: draw the next two coordinates
-    meta = folder / "embedding.json"
-    graph = read_json(meta).get("graph", {}) if meta.exists() else {}
-    first = 1 if not graph.get("drop_first", True) and raw.shape[2] > 1 else 0
+    first = _first_informative(folder / "embedding.json", raw.shape[2])
     raw, aligned, ref = raw[..., first:], aligned[..., first:], ref[..., first:]
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 4), sharex=False)
