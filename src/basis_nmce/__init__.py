@@ -15,7 +15,8 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
-__all__ = ["BASiS", "__version__"]
+__all__ = ["BASiS", "DiffusionNet", "SpecNet2", "SpectralNet", "__version__"]
+SPECTRAL_BASELINES = ("SpectralNet", "SpecNet2", "DiffusionNet")  # basis_nmce.spectral
 
 
 def __getattr__(name: str) -> Any:
@@ -23,4 +24,8 @@ def __getattr__(name: str) -> Any:
         from .basis import BASiS
 
         return BASiS
+    if name in SPECTRAL_BASELINES:
+        from . import spectral
+
+        return getattr(spectral, name)
     raise AttributeError(f"module 'basis_nmce' has no attribute {name!r}")

@@ -197,14 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "features",
         "compute the features of both splits",
-        "Kind raw: flattened, scaled inputs (optional PCA fitted on train); kind tcr: NMCE "
-        "stage 1 (TCR) features.",
+        "Kind raw: flattened, scaled inputs (optional PCA fitted on train); kind siamese: the "
+        "BASiS paper's Siamese network (contrastive loss, Eq. 21); kind tcr: NMCE stage 1 "
+        "(TCR) features.",
         "  OUT                  features.npz with train, test (float32)\n"
         "  OUT with .json       kind, options, dimensions",
     )
     _dataset(p)
     p.add_argument(
-        "--kind", required=True, help="feature kind: raw or tcr (the config's run.features)"
+        "--kind",
+        required=True,
+        help="feature kind: raw, siamese or tcr (the config's run.features)",
     )
     p.add_argument("--prepared", required=True, type=Path, help=PREPARED_HELP)
     p.add_argument(
@@ -212,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="kind tcr: the nmce_tcr stage's model.pt to embed with",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="kind siamese: checkpoint file, resumed from; removed once the outputs exist",
     )
     p.add_argument("--out", required=True, type=Path, help="features.npz to write")
 
@@ -407,7 +416,9 @@ def run(args: argparse.Namespace) -> Any:
     if args.stage == "features":
         from .stages.features import run_features
 
-        return run_features(params, args.prepared, args.out, model=args.model)
+        return run_features(
+            params, args.prepared, args.out, model=args.model, checkpoint=args.checkpoint
+        )
     if args.stage == "analytic":
         from .stages.analytic import run_analytic
 

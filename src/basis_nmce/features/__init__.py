@@ -2,6 +2,6 @@
 
 from .raw import raw_features
 
-FEATURE_KINDS = ("raw", "tcr")  # tcr: NMCE stage 1, stages/nmce.py
+FEATURE_KINDS = ("raw", "siamese", "tcr")  # siamese: siamese.py; tcr: NMCE stage 1, stages/nmce.py
 
 __all__ = ["FEATURE_KINDS", "raw_features"]

@@ -85,6 +85,14 @@ def stage_params(
                 "device": cfg["device"],
                 "nmce": nmce_params(cfg, dataset, "features"),
             }
+        if kind == "siamese":  # network mlp starts from the raw features
+            return {
+                **common,
+                "kind": kind,
+                "features": feats.get("siamese", {}),
+                "raw": feats.get("raw", {}),
+                "device": cfg["device"],
+            }
         return {**common, "kind": kind, "features": feats.get(kind, {})}
     if stage == "analytic":
         return {**common, "device": cfg["device"], "graph": dataset_section(cfg, dataset, "graph")}
