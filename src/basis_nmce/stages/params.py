@@ -45,6 +45,8 @@ NMCE_LATER_KEYS = {
         "reset_feature_head",
         "restarts",
         "cluster_head_init",
+        "check_every",
+        "d_tolerance",
     ),
     "nmce_cluster": ("finetune", "joint"),
     "nmce_finetune": (),
