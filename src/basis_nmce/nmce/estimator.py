@@ -516,7 +516,11 @@ class NMCE(TransformerMixin, ClusterMixin, BaseEstimator):
             self.network_ = model.to(self.device_)
             self.kept_seed_ = best.seed
             self.restarts_ = [
-                self._attempt(r.index, r.seed, r.result, r.violation, r.clusters_used) for r in runs
+                {
+                    **self._attempt(r.index, r.seed, r.result, r.violation, r.clusters_used),
+                    **({"error": r.error} if r.error else {}),
+                }
+                for r in runs
             ]
         self.history_[stage] = list(res.history)
         self.steps_[stage] = int(res.steps)

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from basis_nmce.augment import Augmenter
-from basis_nmce.errors import ConfigError
+from basis_nmce.errors import ConfigError, TrainingError
 from basis_nmce.nmce.constraint import Violation, assignment_violation
 from basis_nmce.nmce.networks import NMCENet
 from basis_nmce.nmce.train import TrainConfig, TrainResult
@@ -54,7 +54,8 @@ ModelFactory = Callable[..., NMCENet]
 class Restart:
     """One restart: its seed, ``D`` of its final model and the number of clusters it uses (on
     the sampled points) out of the model's ``n_clusters``, what its stage returned, and (with
-    ``keep_states``) its final ``state_dict``."""
+    ``keep_states``) its final ``state_dict``. A restart stopped by a :class:`TrainingError`
+    (collapse, non-finite values) counts as failed: ``D`` 1, no cluster used, ``error`` set."""
 
     index: int
     seed: int
@@ -63,6 +64,7 @@ class Restart:
     n_clusters: int
     result: TrainResult
     state: dict[str, Tensor] | None = None
+    error: str | None = None  # why the restart stopped (collapse, non-finite values), if it did
 
     @property
     def final_loss(self) -> float:
@@ -112,7 +114,12 @@ def _run_one(
     if threads is not None:
         torch.set_num_threads(threads)
     model = make_model(seed=config.seed)
-    result = stage_fn(model, x, augmenter, config, checkpoint=checkpoint)
+    try:
+        result = stage_fn(model, x, augmenter, config, checkpoint=checkpoint)
+    except TrainingError as e:  # a collapsed restart is a failed attempt, not the end
+        log.warning("restart %d (seed %d) failed: %s", index, config.seed, e)
+        failed = TrainResult(stage=stage_fn.__name__, steps=0)
+        return Restart(index, config.seed, 1.0, 0, model.n_clusters, failed, None, str(e))
     d, used = assignment_violation(
         model, x, augmenter, views=views, max_points=points, seed=config.seed
     )
@@ -189,6 +196,8 @@ def train_restarts(
                         later.cancel()  # not started yet; running ones end with the pool
                     break
     best = kept_restart(runs)
+    if best.error is not None:  # every restart failed
+        raise TrainingError(f"all {len(runs)} restarts failed; the first: {runs[0].error}")
     for r in runs:
         log.info(
             "restart %d (seed %d): D %.2e, %d clusters used, final loss %.4g%s",
