@@ -241,7 +241,7 @@ class NMCE(TransformerMixin, ClusterMixin, BaseEstimator):
             cluster=dict(nmce.get("cluster") or {}),
             finetune=dict(nmce.get("finetune") or {}),
             restarts=int(nmce.get("restarts", 1)),
-            n_jobs=None,
+            n_jobs=nmce.get("restart_workers"),
             check_every=int(nmce.get("check_every", 500)),
             d_tolerance=float(nmce.get("d_tolerance", 0.0)),
             tcr_mode=nmce.get("tcr_mode", "mean_of_views"),

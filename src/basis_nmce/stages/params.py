@@ -44,6 +44,7 @@ NMCE_LATER_KEYS = {
         "joint",
         "reset_feature_head",
         "restarts",
+        "restart_workers",
         "cluster_head_init",
         "check_every",
         "d_tolerance",
