@@ -187,5 +187,5 @@ def test_nmce_stage_params_are_scoped():
         cfg, "evaluate", "moons", "raw", "nmce_tcr"
     )
     tcr = stage_params(cfg, "features", "moons", "tcr")["nmce"]["tcr"]
-    assert tcr == cfg["nmce"]["tcr"]
+    assert tcr == dataset_section(cfg, "moons", "nmce")["tcr"]  # moons' own stage-1 steps
     assert "nmce" not in stage_params(cfg, "features", "moons", "raw")

@@ -54,21 +54,67 @@ def test_lars_step_trust_ratio_and_exclusions():
         weight_decay=0.5,
         momentum=0.9,
         trust_coefficient=0.01,
+        clip=False,
     )
     w.grad = torch.tensor([0.5, 0.0])
     b.grad = torch.tensor([2.0])
     opt.step()
     g = torch.tensor([0.5, 0.0]) + 0.5 * torch.tensor([3.0, 4.0])
-    expected_w = torch.tensor([3.0, 4.0]) - 0.1 * g * (0.01 * 5.0 / g.norm())
+    ratio = 0.01 * 5.0 / (0.5 + 0.5 * 5.0 + 1e-8)  # eta ||w|| / (||grad|| + wd ||w|| + eps)
+    expected_w = torch.tensor([3.0, 4.0]) - 0.1 * g * ratio
     torch.testing.assert_close(w.detach(), expected_w)
     torch.testing.assert_close(b.detach(), torch.tensor([1.0 - 0.1 * 2.0]))  # plain SGD
+
+
+class _AuthorsLARSWrapper:
+    """The NMCE authors' optimiser, written out independently: a SimCLR-style wrapper that
+    rescales gradients in place, then lets torch's SGD (momentum, no weight decay) step."""
+
+    def __init__(self, params, lr, wd, eta=0.02, clip=True, eps=1e-8):
+        self.params, self.wd, self.eta, self.clip, self.eps = list(params), wd, eta, clip, eps
+        self.sgd = torch.optim.SGD(self.params, lr=lr, momentum=0.9, weight_decay=0.0)
+
+    @torch.no_grad()
+    def step(self):
+        lr = self.sgd.param_groups[0]["lr"]
+        for p in self.params:
+            if p.grad is None or p.ndim == 1:  # biases and norm parameters: plain SGD
+                continue
+            p_norm, g_norm = float(torch.norm(p)), float(torch.norm(p.grad))
+            if p_norm != 0 and g_norm != 0:
+                new_lr = self.eta * p_norm / (g_norm + self.wd * p_norm + self.eps)
+                if self.clip:
+                    new_lr = min(new_lr / lr, 1)
+                p.grad += self.wd * p
+                p.grad *= new_lr
+        self.sgd.step()
+
+
+@pytest.mark.parametrize("clip", [True, False])
+@pytest.mark.parametrize("lr", [0.05, 3.0])
+def test_lars_follows_the_authors_wrapper(clip, lr):
+    """Ten steps of our LARS and of the authors' wrapper around SGD from the same start
+    (a small rate, where clipping is inactive, and a large one, where it binds)."""
+    nets = [nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 2)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    ours = build_optimizer(nets[0], "lars", lr=lr, weight_decay=1e-3, lars_clip=clip)
+    ref = _AuthorsLARSWrapper(nets[1].parameters(), lr=lr, wd=1e-3, clip=clip)
+    x = torch.randn(32, 5, generator=torch.Generator().manual_seed(0))
+    for _ in range(10):
+        for net, opt in ((nets[0], ours), (nets[1], ref)):
+            net.zero_grad()
+            net(x).pow(2).mean().backward()
+            opt.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_lars_excluded_norm_params_unchanged_by_weight_decay_alone():
     net = _net()
     opt = build_optimizer(net, "lars", lr=1.0, weight_decay=1.0)
-    for p in net.parameters():
-        p.grad = torch.zeros_like(p)
+    adapted = {id(p) for p in param_groups(net, 1.0)[0]["params"]}
+    for p in net.parameters():  # a gradient for the adapted weights only
+        p.grad = torch.ones_like(p) if id(p) in adapted else torch.zeros_like(p)
     before = {n: p.detach().clone() for n, p in net.named_parameters()}
     opt.step()
     for name, p in net.named_parameters():

@@ -127,3 +127,27 @@ def test_restart_checkpoint_names_and_validation(tmp_path):
     assert restart_checkpoint(tmp_path / "a.pt", 2, 3) == tmp_path / "a.restart2.pt"
     with pytest.raises(ConfigError, match="restarts"):
         train_restarts(fake_stage, make_half_plane, BLOBS, None, TrainConfig(), restarts=0)
+
+
+def _collapsing(model, x, augmenter, config, *, checkpoint=None):
+    """A stage that fails like a collapse for odd seeds and trains a few steps otherwise."""
+    from basis_nmce.errors import TrainingError
+
+    if config.seed % 2:
+        raise TrainingError("joint: the features collapsed (test)")
+    return train_joint(model, x, augmenter, config, checkpoint=checkpoint)
+
+
+def test_a_collapsed_restart_is_a_failed_attempt_and_all_failed_is_an_error():
+    from basis_nmce.errors import TrainingError
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 2, generator=g)
+    make = functools.partial(build_network, "mlp", (2,), 4, 2, width=8, depth=2)
+    cfg = TrainConfig(steps=3, batch_size=32, seed=1, log_every=1)
+    aug = make_augmenter("noise", std=0.05)
+    _, runs = train_restarts(_collapsing, make, x, aug, cfg, restarts=2)
+    assert runs[0].error and runs[0].violation == 1.0 and runs[0].clusters_used == 0
+    assert runs[1].error is None and runs[1].seed == 2
+    with pytest.raises(TrainingError, match="all 1 restarts failed"):
+        train_restarts(_collapsing, make, x, aug, cfg, restarts=1)

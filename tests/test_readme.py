@@ -51,7 +51,8 @@ SKIPPED = {
     "make pull": "needs a DVC remote holding a run: tests/test_dvc.py runs dvc pull and "
     "snakemake --touch",
 }
-SMALL_DATA = {r"\bn_iter=\d+": "n_iter=20"}  # the Python blocks' small-data switch
+# the Python blocks' small-data switch: BASiS iterations, NMCE stage steps
+SMALL_DATA = {r"\bn_iter=\d+": "n_iter=20", r'"steps": \d+': '"steps": 10'}
 
 
 @dataclass

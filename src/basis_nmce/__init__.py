@@ -1,7 +1,7 @@
 """basis-nmce: batch-aligned spectral embeddings (BASiS) and neural manifold clustering (NMCE).
 
-``from basis_nmce import BASiS`` gives the scikit-learn style estimator; it is imported on first
-use so that ``import basis_nmce`` (and the command line) stay light.
+``from basis_nmce import BASiS`` (and ``NMCE``) give the scikit-learn style estimators; they are
+imported on first use so that ``import basis_nmce`` (and the command line) stay light.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
-__all__ = ["BASiS", "DiffusionNet", "SpecNet2", "SpectralNet", "__version__"]
+__all__ = ["NMCE", "BASiS", "DiffusionNet", "SpecNet2", "SpectralNet", "__version__"]
 SPECTRAL_BASELINES = ("SpectralNet", "SpecNet2", "DiffusionNet")  # basis_nmce.spectral
 
 
@@ -28,4 +28,8 @@ def __getattr__(name: str) -> Any:
         from . import spectral
 
         return getattr(spectral, name)
+    if name == "NMCE":
+        from .nmce.estimator import NMCE
+
+        return NMCE
     raise AttributeError(f"module 'basis_nmce' has no attribute {name!r}")

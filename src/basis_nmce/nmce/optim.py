@@ -1,10 +1,13 @@
 """Optimisers and learning-rate schedules for NMCE training (Appendix B.3).
 
 The toys, synthetic data and COIL use Adam; CIFAR/STL use SGD with LARS (You et al., 2017) at a
-base batch size of 256 (``lr * batch / 256``). Our LARS follows the common SimCLR/BYOL/Barlow
-Twins form: for an adapted tensor ``g <- g + wd p`` then ``g <- g * eta ||p|| / ||g||`` (1 when
-either norm is 0), then SGD momentum. Biases and normalisation-layer parameters are excluded
-from both the trust ratio and weight decay.
+base batch size of 256 (``lr * batch / 256``). Our LARS is the authors' code's (NMCE-release
+wraps SGD in the SimCLR-style ``LARSWrapper``, eta 0.02, clipping on; SEEDS.md "The authors'
+own code"): for an adapted tensor ``r = eta ||p|| / (||g|| + wd ||p|| + 1e-8)``, clipped to
+``min(r / lr, 1)``, then ``g <- (g + wd p) r`` (``g`` untouched when either norm is 0), then SGD
+momentum at ``lr``. So an adapted tensor moves by at most ``lr`` times its gradient: the trust
+ratio only ever lowers the rate. Biases and normalisation-layer parameters are excluded from
+both the trust ratio and weight decay.
 """
 
 from __future__ import annotations
@@ -65,12 +68,15 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 class LARS(torch.optim.Optimizer):
-    """SGD with momentum and layer-wise trust ratios (LARS, You et al. 2017).
+    """SGD with momentum and layer-wise trust ratios (LARS, You et al. 2017), in the form of the
+    NMCE authors' code (a SimCLR-style wrapper around SGD).
 
-    Per parameter tensor of a group with ``lars_exclude`` False: ``g = grad + wd p``,
-    ``g *= trust_coefficient ||p|| / ||g||`` (when both norms are > 0), ``buf = momentum buf + g``,
-    ``p -= lr buf``. Groups with ``lars_exclude`` True (biases, norm layers; see
-    :func:`param_groups`) take plain SGD-momentum steps without weight decay.
+    Per parameter tensor of a group with ``lars_exclude`` False, when ``||p||`` and ``||grad||``
+    are > 0: ``r = trust_coefficient ||p|| / (||grad|| + wd ||p|| + eps)``, with ``clip``
+    ``r = min(r / lr, 1)``, and ``g = (grad + wd p) r``; else ``g = grad``. Then
+    ``buf = momentum buf + g`` (``buf = g`` at the first step) and ``p -= lr buf``. Groups with
+    ``lars_exclude`` True (biases, norm layers; see :func:`param_groups`) take plain
+    SGD-momentum steps without weight decay. Defaults: the authors' eta 0.02 with clipping.
     """
 
     def __init__(
@@ -79,7 +85,9 @@ class LARS(torch.optim.Optimizer):
         lr: float,
         weight_decay: float = 0.0,
         momentum: float = 0.9,
-        trust_coefficient: float = 0.001,
+        trust_coefficient: float = 0.02,
+        clip: bool = True,
+        eps: float = 1e-8,
     ) -> None:
         if lr < 0 or weight_decay < 0 or not 0 <= momentum < 1 or trust_coefficient <= 0:
             raise ConfigError(
@@ -91,6 +99,8 @@ class LARS(torch.optim.Optimizer):
             "weight_decay": weight_decay,
             "momentum": momentum,
             "trust_coefficient": trust_coefficient,
+            "clip": bool(clip),
+            "eps": float(eps),
             "lars_exclude": False,
         }
         super().__init__(params, defaults)
@@ -107,16 +117,16 @@ class LARS(torch.optim.Optimizer):
                     continue
                 g = p.grad
                 if not group["lars_exclude"]:
-                    if group["weight_decay"] != 0:
-                        g = g.add(p, alpha=group["weight_decay"])
+                    wd, lr = group["weight_decay"], group["lr"]
                     p_norm = torch.linalg.vector_norm(p)
                     g_norm = torch.linalg.vector_norm(g)
-                    ratio = torch.where(
-                        (p_norm > 0) & (g_norm > 0),
-                        group["trust_coefficient"] * p_norm / g_norm,
-                        torch.ones_like(p_norm),
+                    ratio = (
+                        group["trust_coefficient"] * p_norm / (g_norm + wd * p_norm + group["eps"])
                     )
-                    g = g * ratio
+                    if group["clip"]:
+                        ratio = torch.clamp(ratio / lr, max=1.0) if lr > 0 else ratio.clamp(1, 1)
+                    adapted = g.add(p, alpha=wd) if wd != 0 else g
+                    g = torch.where((p_norm > 0) & (g_norm > 0), adapted * ratio, g)
                 state = self.state[p]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.clone(g).detach()
@@ -134,7 +144,8 @@ def build_optimizer(
     momentum: float = 0.9,
     *,
     betas: tuple[float, float] = (0.9, 0.999),
-    trust_coefficient: float = 0.001,
+    trust_coefficient: float = 0.02,
+    lars_clip: bool = True,
     batch_size: int | None = None,
     base_batch_size: int | None = None,
 ) -> torch.optim.Optimizer:
@@ -175,6 +186,7 @@ def build_optimizer(
         weight_decay=weight_decay,
         momentum=momentum,
         trust_coefficient=trust_coefficient,
+        clip=lars_clip,
     )
 
 

@@ -25,13 +25,13 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from basis_nmce.augment import Augmenter
-from basis_nmce.errors import ConfigError
+from basis_nmce.errors import ConfigError, TrainingError
+from basis_nmce.nmce.constraint import Violation, assignment_violation
 from basis_nmce.nmce.networks import NMCENet
 from basis_nmce.nmce.train import TrainConfig, TrainResult
 
@@ -50,57 +50,12 @@ StageFn = Callable[..., TrainResult]
 ModelFactory = Callable[..., NMCENet]
 
 
-class Violation(NamedTuple):
-    """:func:`assignment_violation`'s result."""
-
-    fraction: float  # D: pairs (point, augmented copy) in different clusters
-    clusters_used: int  # clusters holding at least one of the sampled points
-
-
-@torch.no_grad()
-def assignment_violation(
-    model: NMCENet,
-    x: Tensor,
-    augmenter: Augmenter,
-    *,
-    views: int = 4,
-    max_points: int = 20_000,
-    seed: int = 0,
-    batch: int = 4096,
-) -> Violation:
-    """Empirical ``D`` of the hard cluster assignments (NMCE Sec. 3): the fraction of pairs
-    (point, augmented copy) whose argmax cluster differs from the point's own, over ``views``
-    augmentations of at most ``max_points`` points (a seeded subsample), and how many clusters
-    those points use. ``D`` is 0 when every sampled point shares its cluster with its copies."""
-    if views < 1 or max_points < 1:
-        raise ConfigError(f"views and max_points must be >= 1, got {views}, {max_points}")
-    device = next(model.parameters()).device
-    g = torch.Generator().manual_seed(int(seed))
-    if x.shape[0] > max_points:
-        x = x[torch.randperm(x.shape[0], generator=g)[:max_points]]
-    was_training = model.training
-    model.eval()
-    flips = total = 0
-    used = torch.zeros(model.n_clusters, dtype=torch.bool)
-    try:
-        for i in range(0, x.shape[0], batch):
-            xb = x[i : i + batch]
-            own = model(xb.to(device))[1].argmax(dim=1)
-            used[own.unique().cpu()] = True
-            for _ in range(views):
-                other = model(augmenter(xb, generator=g).to(device))[1].argmax(dim=1)
-                flips += int((other != own).sum())
-                total += int(own.numel())
-    finally:
-        model.train(was_training)
-    return Violation(flips / total, int(used.sum()))
-
-
 @dataclass
 class Restart:
     """One restart: its seed, ``D`` of its final model and the number of clusters it uses (on
     the sampled points) out of the model's ``n_clusters``, what its stage returned, and (with
-    ``keep_states``) its final ``state_dict``."""
+    ``keep_states``) its final ``state_dict``. A restart stopped by a :class:`TrainingError`
+    (collapse, non-finite values) counts as failed: ``D`` 1, no cluster used, ``error`` set."""
 
     index: int
     seed: int
@@ -109,6 +64,7 @@ class Restart:
     n_clusters: int
     result: TrainResult
     state: dict[str, Tensor] | None = None
+    error: str | None = None  # why the restart stopped (collapse, non-finite values), if it did
 
     @property
     def final_loss(self) -> float:
@@ -158,7 +114,12 @@ def _run_one(
     if threads is not None:
         torch.set_num_threads(threads)
     model = make_model(seed=config.seed)
-    result = stage_fn(model, x, augmenter, config, checkpoint=checkpoint)
+    try:
+        result = stage_fn(model, x, augmenter, config, checkpoint=checkpoint)
+    except TrainingError as e:  # a collapsed restart is a failed attempt, not the end
+        log.warning("restart %d (seed %d) failed: %s", index, config.seed, e)
+        failed = TrainResult(stage=stage_fn.__name__, steps=0)
+        return Restart(index, config.seed, 1.0, 0, model.n_clusters, failed, None, str(e))
     d, used = assignment_violation(
         model, x, augmenter, views=views, max_points=points, seed=config.seed
     )
@@ -235,6 +196,8 @@ def train_restarts(
                         later.cancel()  # not started yet; running ones end with the pool
                     break
     best = kept_restart(runs)
+    if best.error is not None:  # every restart failed
+        raise TrainingError(f"all {len(runs)} restarts failed; the first: {runs[0].error}")
     for r in runs:
         log.info(
             "restart %d (seed %d): D %.2e, %d clusters used, final loss %.4g%s",

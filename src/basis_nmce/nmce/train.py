@@ -43,6 +43,7 @@ from basis_nmce.coding_rate import (
 from basis_nmce.errors import ConfigError, DataError
 from basis_nmce.io import load_checkpoint, save_checkpoint
 from basis_nmce.models import resolve_device
+from basis_nmce.nmce.constraint import assignment_violation
 from basis_nmce.nmce.guards import CollapseMonitor, check_finite, effective_rank
 from basis_nmce.nmce.networks import NMCENet
 from basis_nmce.nmce.optim import build_optimizer, build_scheduler
@@ -83,6 +84,16 @@ class TrainConfig:
     authors' code) or ``zeros`` (uniform memberships at step 0, so the first partition is
     learnt rather than a random hyperplane of the untrained trunk). ``collapse_patience``: steps
     of collapse before stopping (None: never).
+
+    ``trust_coefficient`` / ``lars_clip``: LARS as the authors' code wraps SGD (eta 0.02, the
+    adapted rate clipped at the base rate; :class:`~basis_nmce.nmce.optim.LARS`).
+
+    ``max_steps`` (ours, not the paper's): a stage that trains a cluster head (``cluster``,
+    ``finetune``, ``joint``) keeps training past ``steps`` while the constraint functional D of
+    its hard assignments (NMCE Sec. 3, :func:`~basis_nmce.nmce.constraint.assignment_violation`
+    on the training data, no labels) is above ``d_tolerance`` or a cluster is empty, checking
+    every ``check_every`` steps from ``steps`` on, and stops at ``max_steps`` at the latest.
+    ``None``: exactly ``steps``. Up to the stop the run is the one ``steps`` alone would give.
     """
 
     steps: int = 1000
@@ -92,7 +103,8 @@ class TrainConfig:
     optimizer: str = "adam"
     momentum: float = 0.9
     betas: tuple[float, float] = (0.9, 0.999)
-    trust_coefficient: float = 0.001
+    trust_coefficient: float = 0.02
+    lars_clip: bool = True
     base_batch_size: int | None = None
     schedule: str = "constant"
     warmup_steps: int = 0
@@ -114,6 +126,9 @@ class TrainConfig:
     collapse_patience: int | None = 200
     min_effective_rank: float = 1.05
     max_cluster_fraction: float = 0.999
+    max_steps: int | None = None
+    check_every: int = 500
+    d_tolerance: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 2:
@@ -133,6 +148,16 @@ class TrainConfig:
             raise ConfigError(f"tcr_mode must be mean_of_views or view_mean: {self.tcr_mode!r}")
         if self.log_every < 1 or self.checkpoint_every < 0:
             raise ConfigError("log_every must be >= 1 and checkpoint_every >= 0")
+        if self.max_steps is not None and self.max_steps < self.steps:
+            raise ConfigError(
+                f"max_steps ({self.max_steps}) is the budget of training past steps "
+                f"({self.steps}) while D > 0: it must be >= steps, or null for exactly steps"
+            )
+        if self.check_every < 1 or not 0 <= self.d_tolerance < 1:
+            raise ConfigError(
+                f"check_every must be >= 1 and 0 <= d_tolerance < 1: {self.check_every}, "
+                f"{self.d_tolerance}"
+            )
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
 
     @classmethod
@@ -153,13 +178,21 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What a stage returns: the logged records, steps done, where it resumed, wall time."""
+    """What a stage returns: the logged records, steps done, where it resumed, wall time, and
+    (with ``max_steps``) every check of the constraint functional D past ``steps``
+    (``checks``: step, D, clusters used) and whether the last one was satisfied."""
 
     stage: str
     steps: int
     history: list[dict[str, Any]] = field(default_factory=list)
     resumed_at: int = 0
     seconds: float = 0.0
+    checks: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def satisfied(self) -> bool | None:
+        """The last D check passed (None: no check ran)."""
+        return bool(self.checks[-1]["satisfied"]) if self.checks else None
 
     @property
     def last(self) -> dict[str, Any]:
@@ -258,6 +291,7 @@ def _optimisers(model: NMCENet, stage: Stage, cfg: TrainConfig) -> list[torch.op
             cfg.momentum,
             betas=cfg.betas,
             trust_coefficient=cfg.trust_coefficient,
+            lars_clip=cfg.lars_clip,
             batch_size=cfg.batch_size,
             base_batch_size=cfg.base_batch_size,
         )
@@ -274,6 +308,7 @@ def _optimisers(model: NMCENet, stage: Stage, cfg: TrainConfig) -> list[torch.op
                 cfg.momentum,
                 betas=cfg.betas,
                 trust_coefficient=cfg.trust_coefficient,
+                lars_clip=cfg.lars_clip,
                 batch_size=cfg.batch_size,
                 base_batch_size=cfg.base_batch_size,
             )
@@ -291,6 +326,15 @@ def _record(step: int, stats: Mapping[str, Any], lr: float, rank: float) -> dict
         total = sum(sizes) or 1.0
         rec["cluster_fractions"] = [s / total for s in sizes]
     return rec
+
+
+def _constraint_check(
+    model: NMCENet, x: Tensor, augmenter: Augmenter, cfg: TrainConfig, step: int
+) -> dict[str, Any]:
+    """D of the hard assignments on (a seeded subsample of) the training data, NMCE Sec. 3."""
+    d, used = assignment_violation(model, x, augmenter, seed=cfg.seed)
+    ok = d <= cfg.d_tolerance and used == model.n_clusters
+    return {"step": step, "D": d, "clusters_used": used, "satisfied": bool(ok)}
 
 
 # --------------------------------------------------------------------------- core loop
@@ -330,7 +374,10 @@ def _train(
         cfg.collapse_patience, cfg.min_effective_rank, cfg.max_cluster_fraction, stage=stage
     )
     result = TrainResult(stage=stage, steps=0)
-    start_step, elapsed = 0, 0.0
+    start_step, elapsed, finished = 0, 0.0, False
+    # past `steps`, train on while D > d_tolerance (stages with a cluster head; max_steps set)
+    checking = stage != "tcr" and cfg.max_steps is not None
+    last_step = int(cfg.max_steps) if checking else cfg.steps  # type: ignore[arg-type]
 
     state = load_checkpoint(checkpoint) if checkpoint is not None else None
     if state is not None:
@@ -348,10 +395,12 @@ def _train(
         g_gumbel.set_state(state["generators"]["gumbel"])
         monitor.load_state_dict(state["monitor"])
         result.history = list(state["history"])
+        result.checks = list(state.get("checks", []))
         start_step = result.resumed_at = int(state["step"])
         elapsed = float(state.get("seconds", 0.0))
+        finished = bool(state.get("finished", start_step >= last_step))
 
-    def save(step: int) -> None:
+    def save(step: int, done: bool = False) -> None:
         save_checkpoint(
             checkpoint,
             {
@@ -367,6 +416,8 @@ def _train(
                 },
                 "monitor": monitor.state_dict(),
                 "history": result.history,
+                "checks": result.checks,
+                "finished": done,
                 "seconds": elapsed + time.perf_counter() - t0,
             },
         )
@@ -375,7 +426,10 @@ def _train(
     batches = _EpochBatches(x.shape[0], cfg.batch_size, cfg.seed)
     trainable = [p for o in optimisers for g in o.param_groups for p in g["params"]]
     model.train()
-    for step in range(start_step + 1, cfg.steps + 1):
+    step_done = start_step
+    for step in range(start_step + 1, last_step + 1):
+        if finished:
+            break
         idx = batches(step)
         xb = (x if idx is None else x[idx]).to(device, non_blocking=True)
         views = torch.cat([augmenter(xb, generator=g_aug), augmenter(xb, generator=g_aug)])
@@ -406,16 +460,29 @@ def _train(
         for sch in schedulers:
             sch.step()
         monitor.update(step, z_check, pi_bar)
-        if step % cfg.log_every == 0 or step == cfg.steps:
+        check = None
+        if checking and step >= cfg.steps:
+            if (step - cfg.steps) % cfg.check_every == 0 or step == last_step:
+                check = _constraint_check(model, x, augmenter, cfg, step)
+                result.checks.append(check)
+                finished = check["satisfied"] or step == last_step
+        if step % cfg.log_every == 0 or step == cfg.steps or finished:
             rec = _record(step, stats, lr, effective_rank(z_check))
+            if check is not None:
+                rec["D"] = check["D"]
             result.history.append(rec)
             if callback is not None:
                 callback(rec)
+        step_done = step
+        if finished:
+            break
         if checkpoint is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             save(step)
-    if checkpoint is not None and start_step < cfg.steps:
-        save(cfg.steps)
-    result.steps = cfg.steps
+    else:
+        finished = True
+    if checkpoint is not None and step_done > start_step:
+        save(step_done, done=finished)
+    result.steps = step_done
     result.seconds = elapsed + time.perf_counter() - t0
     model.eval()
     return result

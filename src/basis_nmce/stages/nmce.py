@@ -31,7 +31,6 @@ checkpoint is removed once the stage's outputs exist.
 from __future__ import annotations
 
 import csv
-import functools
 import hashlib
 import json
 import logging
@@ -60,13 +59,10 @@ from ..nmce import (
     embed,
     embed_and_predict,
     load_network,
-    save_network,
-    train_cluster,
-    train_finetune,
-    train_joint,
     train_tcr,
 )
-from ..nmce.restarts import kept_restart, restart_checkpoint, train_restarts
+from ..nmce.estimator import NMCE
+from ..nmce.restarts import restart_checkpoint
 from .evaluate import record_inputs, write_evaluation
 
 log = logging.getLogger(__name__)
@@ -83,6 +79,7 @@ LOG_FIELDS = (
     "similarity",
     "marginal_entropy",
     "max_cluster_fraction",
+    "D",
 )
 
 
@@ -102,34 +99,8 @@ def resolve_n_clusters(nmce: dict[str, Any], ds: data.Dataset) -> int:
 
 def train_config(nmce: dict[str, Any], stage: str, seed: int, device: str) -> TrainConfig:
     """The library's :class:`TrainConfig` for ``stage`` (tcr, cluster, finetune) of ``nmce``."""
-    st = nmce[stage]
-    return TrainConfig(
-        steps=int(st["steps"]),
-        batch_size=int(nmce["batch_size"]),
-        lr=float(st["lr"]),
-        weight_decay=float(st["weight_decay"]),
-        optimizer=st["optimizer"],
-        momentum=float(st["momentum"]),
-        betas=(float(st["betas"][0]), float(st["betas"][1])),
-        base_batch_size=st["base_batch_size"],
-        schedule=st["schedule"],
-        warmup_steps=int(st["warmup_steps"]),
-        final_lr_factor=float(st["final_lr_factor"]),
-        eps=float(nmce["eps"]),
-        lam=float(nmce["lambda"] if st["lambda"] is None else st["lambda"]),
-        tau=float(nmce["tau"]),
-        tcr_mode=nmce["tcr_mode"],
-        cluster_lr=st["cluster_lr"],
-        cluster_weight_decay=st["cluster_weight_decay"],
-        reset_feature_head=bool(nmce.get("reset_feature_head", True)),
-        cluster_head_init=nmce.get("cluster_head_init", "default"),
-        grad_clip=st["grad_clip"],
-        seed=int(seed),
-        device=str(resolve_device(device)),
-        log_every=int(nmce["log_every"]),
-        checkpoint_every=int(nmce["checkpoint_every"]),
-        collapse_patience=nmce["collapse_patience"],
-    )
+    n_clusters = int(nmce.get("n_clusters") or 2)
+    return NMCE.from_config(nmce, n_clusters, seed, device).train_config(stage)
 
 
 def augmenter_from(nmce: dict[str, Any]):
@@ -176,11 +147,6 @@ def new_network(nmce: dict[str, Any], in_shape, n_clusters: int, seed: int) -> N
         )
     except ValueError as exc:
         raise ConfigError(f"nmce.network: {exc}") from exc
-
-
-def _saved_network(path: Path, seed: int) -> NMCENet:
-    """The model saved at ``path`` (every restart of stage 2 starts from it; ``seed`` unused)."""
-    return load_network(path)[0]
 
 
 def write_log(path: Path, history: list[dict[str, Any]]) -> None:
@@ -269,6 +235,7 @@ def _train(
     model_in: Path | None,
     checkpoint: Path | None,
 ) -> Path:
+    """One NMCE stage through the :class:`~basis_nmce.nmce.NMCE` estimator."""
     nmce = params["nmce"]
     seed = int(params["seed"])
     stage = STAGE_KEY[method]
@@ -281,64 +248,36 @@ def _train(
     n_clusters = resolve_n_clusters(nmce, ds)
     if joint and int(nmce["finetune"]["steps"]) < 1:
         raise ConfigError("nmce.joint trains in nmce_finetune: nmce.finetune.steps must be >= 1")
+    device = str(resolve_device(params["device"]))
+    est = NMCE.from_config(nmce, n_clusters, seed, device)
     if method == "nmce_tcr" or joint:
         if model_in is not None and joint:
             log.info("nmce.joint: %s is not used, training from a fresh network", model_in)
         model_in = None
-        make = functools.partial(new_network, nmce, tuple(x_tr.shape[1:]), n_clusters)
     else:
         if model_in is None:
             raise ConfigError(f"{method} starts from the previous stage's model: pass --model")
-        make = functools.partial(_saved_network, Path(model_in))
+        settings = est.get_params()
+        est = NMCE.load(model_in, device=device)
+        if tuple(est.spec_["in_shape"]) != tuple(int(s) for s in x_tr.shape[1:]):
+            raise ConfigError(
+                f"{model_in}: the network takes inputs {tuple(est.spec_['in_shape'])}, the "
+                f"data set's are {tuple(x_tr.shape[1:])}; rerun the earlier NMCE stages"
+            )
+        est.set_params(**settings)
+    name = "joint" if joint else stage
     out = Path(out)
     folder = out.parent
     folder.mkdir(parents=True, exist_ok=True)
-    steps = int(nmce[stage]["steps"])
+    steps = int(est.stage_settings(name)["steps"])
     t0 = time.perf_counter()
-    history: list[dict[str, Any]] = []
-    resumed, train_seconds = 0, 0.0
-    restarts = int(nmce.get("restarts", 1)) if (joint or stage == "cluster") and steps > 0 else 1
-    if restarts == 1:
-        model = make(seed=seed)
+    restarts = int(est.restarts) if name in ("cluster", "joint") and steps > 0 else 1
     checkpoints = [restart_checkpoint(checkpoint, k, restarts) for k in range(restarts)]
-    kept: dict[str, Any] = {}
     if steps > 0:
-        cfg = train_config(nmce, stage, seed, params["device"])
         for path in checkpoints:
             _checkpoint_guard(path, _run_key(params, model_in, x_tr))
-        fn = {"tcr": train_tcr, "cluster": train_cluster, "finetune": train_finetune}[stage]
-        if joint:
-            fn = train_joint
-        if restarts == 1:
-            res = fn(model, x_tr, augmenter_from(nmce), cfg, checkpoint=checkpoint)
-        else:
-            model, runs = train_restarts(
-                fn,
-                make,
-                x_tr,
-                augmenter_from(nmce),
-                cfg,
-                restarts=restarts,
-                workers=min(restarts, torch.get_num_threads()),
-                checkpoint=checkpoint,
-            )
-            best = kept_restart(runs)
-            res = best.result
-            kept = {
-                "kept_seed": best.seed,
-                "restarts": [
-                    {
-                        "seed": r.seed,
-                        "violation": r.violation,
-                        "clusters_used": r.clusters_used,
-                        "final_loss": r.result.last.get("loss"),
-                        "seconds": r.result.seconds,
-                    }
-                    for r in runs
-                ],
-            }
-        history, resumed, train_seconds = res.history, res.resumed_at, res.seconds
-    model.eval()
+    est.fit(x_tr, stages=(name,), checkpoint=checkpoint if steps > 0 else None)
+    model = est.network_
     wall = time.perf_counter() - t0
     batch = int(nmce["embed_batch"])
     arrays = {}
@@ -347,25 +286,33 @@ def _train(
         arrays[split] = z.numpy()
         if method != "nmce_tcr":  # stage 1 has no trained cluster head
             arrays[f"clusters_{split}"] = clusters.numpy()
+    history = est.history_.get(name, [])
     last = history[-1] if history else {}
+    kept: dict[str, Any] = {}
+    if name != "tcr" and steps > 0:
+        kept = {"budget": est.budget_, "outcome": est.outcome_}
+        if restarts > 1 or est.restarts_:
+            kept["kept_seed"] = est.kept_seed_
+            kept["restarts"] = est.restarts_
     meta = {
         "method": method,
-        "stage": "joint" if joint else stage,
+        "stage": name,
         "network": nmce["network"],
         "n_components": int(model.feature_dim),
         "n_clusters": n_clusters,
         "steps": steps,
-        "resumed_from": resumed,
+        "steps_trained": est.steps_.get(name, 0),
+        "resumed_from": est.resumed_from_.get(name, 0),
         "initial_model": str(model_in) if model_in is not None else None,
         "final_loss": last.get("loss"),
         "final_effective_rank": last.get("effective_rank"),
         "nmce": nmce,
-        "seconds": train_seconds,  # training time, earlier runs of a resumed job included
+        "seconds": est.seconds_.get(name, 0.0),  # training, earlier runs of a resumed job included
         "wall_seconds": wall,  # this run's training
-        **kept,  # with nmce.restarts > 1: each restart's D and the seed kept
+        **kept,  # D's budget and outcome; with restarts each restart's D and the seed kept
     }
     write_log(folder / "log.csv", history)
-    save_network(folder / "model.pt", model, {k: meta[k] for k in ("method", "stage", "steps")})
+    est.save(folder / "model.pt", extra={"method": method, "stage": name, "steps": steps})
     save_npz(out, **arrays)
     write_json(out.with_suffix(".json"), meta)
     for path in checkpoints:
@@ -373,12 +320,13 @@ def _train(
             path.unlink(missing_ok=True)
             path.with_suffix(".json").unlink(missing_ok=True)
     log.info(
-        "%s: %d steps (resumed from %d) in %.1fs, final loss %s",
+        "%s: %d steps (resumed from %d) in %.1fs, final loss %s, D %s",
         method,
-        steps,
-        resumed,
+        est.steps_.get(name, 0),
+        est.resumed_from_.get(name, 0),
         wall,
         last.get("loss"),
+        kept.get("outcome", {}).get("D"),
     )
     return out
 
@@ -452,9 +400,39 @@ def _feature_scores(
     comps = nearsub_components(ev, d, len(np.unique(ytr[ytr >= 0])))
     return {
         f"knn_acc{suffix}": knn_accuracy(ztr, ytr, zte, yte, k=int(ev["knn_k"])),
-        f"svm_acc{suffix}": svm_accuracy(ztr, ytr, zte, yte, seed=seed),
+        f"svm_acc{suffix}": svm_accuracy(ztr, ytr, zte, yte, seed=seed, standardize=False),
         f"nearsub_acc{suffix}": nearest_subspace_accuracy(ztr, ytr, zte, yte, n_components=comps),
     }
+
+
+def cluster_scores(y: np.ndarray, pred: np.ndarray, prefix: str = "") -> dict[str, Any]:
+    """ACC, ARI and NMI under both normalisations: ``nmi`` = ``nmi_max`` (max(H), BASiS
+    Eq. 18, every NMI of this package) and ``nmi_arithmetic`` (scikit-learn's default, the
+    NMCE / MCR^2 code's), each key with ``prefix``."""
+    scores = clustering_scores(y, pred)
+    arithmetic = clustering_scores(y, pred, average_method="arithmetic")["nmi"]
+    out = {**scores, "nmi_max": scores["nmi"], "nmi_arithmetic": arithmetic}
+    return {f"{prefix}{k}": v for k, v in out.items()}
+
+
+#: what each score of an NMCE metrics.json measures (written into it as ``protocols``)
+PROTOCOLS = {
+    "acc, nmi, nmi_max, nmi_arithmetic, ari": "cluster head on the held-out test split (ours)",
+    "train_acc, train_nmi, train_nmi_max, train_nmi_arithmetic, train_ari": (
+        "cluster head on the training split it was trained on (the NMCE paper's transductive "
+        "protocol: the authors' code scores clustering on the training set)"
+    ),
+    "nmi, nmi_max": "normalised by max(H(Y), H(C)) (BASiS Eq. 18)",
+    "nmi_arithmetic": (
+        "normalised by the arithmetic mean of H(Y), H(C) (scikit-learn's default, the NMCE "
+        "authors' code)"
+    ),
+    "svm_acc": (
+        "LinearSVC (C 1) on the unit-sphere features as they are (the MCR^2 / NMCE protocol), "
+        "fitted on train, scored on test"
+    ),
+    "knn_acc, nearsub_acc": "fitted on train features, scored on test features",
+}
 
 
 def _subspace_clusters(
@@ -487,11 +465,15 @@ def run_evaluate_nmce(
     ``predictions.npz`` (``clusters_test``: the cluster head's, else the subspace clustering's
     with -1 for points outside its subsample).
 
-    ``acc`` / ``nmi`` / ``ari``: Hungarian accuracy, NMI (max-normalised) and ARI of the cluster
-    head (stages 2-3) or, for ``nmce_tcr``, of the subspace clustering (``clusters_from`` says
-    which); ``sc_*`` the subspace clustering's; ``knn_acc`` / ``svm_acc`` / ``nearsub_acc`` the
-    classifiers fitted on the train features and scored on the test features (``*_aug``: on
-    features averaged over augmented copies).
+    ``acc`` / ``nmi`` / ``ari``: Hungarian accuracy, NMI (max-normalised, also as ``nmi_max``;
+    ``nmi_arithmetic``: scikit-learn's default normalisation, the NMCE code's) and ARI of the
+    cluster head (stages 2-3) on the test split or, for ``nmce_tcr``, of the subspace clustering
+    (``clusters_from`` says which); ``train_*``: the same of the cluster head on the training
+    split (the paper's transductive protocol); ``sc_*`` the subspace clustering's;
+    ``knn_acc`` / ``svm_acc`` / ``nearsub_acc`` the classifiers fitted on the train features
+    and scored on the test features (the SVM on the unit-sphere features as they are, as the
+    MCR^2 code; ``*_aug``: on features averaged over augmented copies). ``protocols`` names
+    what each key measures.
     """
     ev = params["evaluate"]["nmce"]
     seed = int(params["seed"])
@@ -518,7 +500,10 @@ def run_evaluate_nmce(
         predictions = emb["clusters_test"].astype(np.int64)
         metrics["clusters_from"] = "cluster head (argmax of its logits) on the test split"
         if labelled:
-            metrics.update(clustering_scores(ds.y_test, predictions))
+            metrics.update(cluster_scores(ds.y_test, predictions))
+        if "clusters_train" in emb and train_labelled:
+            train_pred = emb["clusters_train"].astype(np.int64)
+            metrics.update(cluster_scores(ds.y_train, train_pred, prefix="train_"))
     if ev["subspace_clustering"] != "none":
         t0 = time.perf_counter()
         idx, sc = _subspace_clusters(ev, zte, n_clusters, seed)
@@ -529,7 +514,7 @@ def run_evaluate_nmce(
             "seconds": time.perf_counter() - t0,
         }
         if labelled:
-            scores = clustering_scores(ds.y_test[idx], sc)
+            scores = cluster_scores(ds.y_test[idx], sc)
             metrics.update({f"sc_{k}": v for k, v in scores.items()})
         if "clusters_test" not in emb:
             predictions[idx] = sc
@@ -555,6 +540,8 @@ def run_evaluate_nmce(
             ate = embed_augmented(model, x_te, aug, copies, batch, seed + 1)
             metrics.update(_feature_scores(ev, atr, ds.y_train, ate, ds.y_test, seed, "_aug"))
             metrics["augmented_copies"] = copies
+    metrics["protocols"] = PROTOCOLS
+    metrics["svm_protocol"] = "raw unit-sphere features (no standardisation)"
     record_inputs(metrics, embedding, prepared=prepared, features=features)
     write_evaluation(out, metrics, predictions)
     log.info(
