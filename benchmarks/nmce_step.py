@@ -21,6 +21,18 @@ objective compiled together). Thread counts: ``--threads 1 2``.
 
 Timings depend on the machine and on what else runs on it: the script prints the processor,
 torch version and OMP_WAIT_POLICY it ran with.
+
+Measured 2026-12-02 on the 2-core Intel Xeon developer machine (idle), torch 2.14.1, defaults
+(200 timed steps after 20): median ms per step, first step s, break-even steps::
+
+    threads 1: eager 45.9 | eager-F.elu 37.9 | compile 33.6 (21.5 s, 1732) |
+               compile-F.elu 34.5 (5.5 s, 471) | compile-step 37.2 (27.8 s, 3163)
+    threads 2: eager 24.2 | eager-F.elu 25.1 | compile 21.4 (5.3 s, 1873) |
+               compile-F.elu 21.0 (5.7 s, 1766) | compile-step 22.6 (18.2 s, 11360)
+
+At 2 threads (the default run) compiling saves 12-13% per step after ~1800 steps and needs a
+C++ compiler at run time; not adopted yet. At 1 thread PyTorch's own ELU beats ours
+(37.9 vs 45.9 ms); at 2 threads ours is slightly ahead (24.2 vs 25.1).
 """
 
 from __future__ import annotations
