@@ -52,9 +52,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         threadpool_limits(args.threads)
     import basis_nmce
-    from basis_nmce.batch_graph import rescale
-    from basis_nmce.graph import spectral_embedding
-    from basis_nmce.metrics import grassmann_distance, nmi
+    from basis_nmce.evaluation.metrics import grassmann_distance, nmi
+    from basis_nmce.graph.batch import rescale
+    from basis_nmce.graph.laplacian import spectral_embedding
 
     x_all, y_all = mixture(args.n + args.n_new)  # one distribution, split in two
     x, x_new, y_new = x_all[: args.n], x_all[args.n :], y_all[args.n :]

@@ -7,7 +7,7 @@ size), draws ``--batches`` batches (the anchors plus fresh points), solves each 
 fits the affine map on *all* anchors by least squares. It prints, as medians over batches:
 
 * the anchors' residual norms after that fit, relative to ``s``, the reference anchors' RMS
-  spread (``basis_nmce.align.anchor_scale``, about sqrt(K)): the median and the 90th percentile;
+  spread (``basis_nmce.spectral.align.anchor_scale``, about sqrt(K)): the median and the 90th percentile;
 * the RANSAC inlier ratio with the paper's absolute tolerance 0.1 and with relative ones;
 * the condition number of the affine design ``[phi, 1]`` with a kept trivial eigenvector and
   without it (how the trivial column is now aligned: by a scale alone).
@@ -30,12 +30,12 @@ import torch
 import yaml
 
 from basis_nmce import data
-from basis_nmce.align import _design, anchor_scale, apply_affine, fit_affine, ransac_affine
-from basis_nmce.anchors import build_reference, rows
-from basis_nmce.batch_graph import batch_graph
 from basis_nmce.config import dataset_section, validate_config
 from basis_nmce.features.raw import raw_features
-from basis_nmce.graph import batch_spectral_embedding
+from basis_nmce.graph.batch import batch_graph
+from basis_nmce.graph.laplacian import batch_spectral_embedding
+from basis_nmce.spectral.align import _design, anchor_scale, apply_affine, fit_affine, ransac_affine
+from basis_nmce.spectral.anchors import build_reference, rows
 
 ROOT = Path(__file__).resolve().parents[1]
 RELATIVE = (0.2, 0.3, 0.5)

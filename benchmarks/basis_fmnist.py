@@ -48,15 +48,15 @@ import torch
 from sklearn.decomposition import PCA
 
 from basis_nmce import BASiS
-from basis_nmce.batch_graph import batch_graph, matched_graph
-from basis_nmce.graph import spectral_embedding
-from basis_nmce.metrics import (
+from basis_nmce.evaluation.metrics import (
     clustering_scores,
     grassmann_distance,
     kmeans_labels,
     orthogonality,
     orthogonality_authors,
 )
+from basis_nmce.graph.batch import batch_graph, matched_graph
+from basis_nmce.graph.laplacian import spectral_embedding
 from exact_embedding import find, read_idx
 
 K = 10

@@ -32,11 +32,11 @@ import numpy as np
 import torch
 
 from basis_nmce import BASiS
-from basis_nmce.align import ransac_affine
-from basis_nmce.anchors import build_reference, rows
-from basis_nmce.batch_graph import batch_graph
-from basis_nmce.graph import affinity, batch_spectral_embedding
+from basis_nmce.graph.batch import batch_graph
+from basis_nmce.graph.laplacian import affinity, batch_spectral_embedding
 from basis_nmce.models import MLP
+from basis_nmce.spectral.align import ransac_affine
+from basis_nmce.spectral.anchors import build_reference, rows
 
 
 def median_ms(fn, repeats: int) -> float:

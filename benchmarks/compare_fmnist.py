@@ -1,5 +1,5 @@
 """BASiS Table 1 on Fashion-MNIST, on this machine: Siamese features, then the exact embedding,
-BASiS, SpectralNet, SpecNet2 and Diffusion Net over seeds (:func:`basis_nmce.compare.compare`).
+BASiS, SpectralNet, SpecNet2 and Diffusion Net over seeds (:func:`basis_nmce.evaluation.compare.compare`).
 
 Reads the IDX files from the offline mirror (Debian's dataset-fashion-mnist), subsamples
 ``--n-train`` / ``--n-test`` images (stratified by nothing: the first ones), trains the
@@ -45,8 +45,8 @@ def main() -> None:
         threadpool_limits(args.threads)
     from pathlib import Path
 
-    from basis_nmce.compare import compare, write_tables
     from basis_nmce.data.idx import read_idx
+    from basis_nmce.evaluation.compare import compare, write_tables
     from basis_nmce.features.siamese import siamese_features
 
     root = Path(args.mirror)

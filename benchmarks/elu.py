@@ -24,9 +24,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from basis_nmce.augment import make_augmenter
 from basis_nmce.data.toys import generate
 from basis_nmce.models import ELU
+from basis_nmce.nmce.augment import make_augmenter
 from basis_nmce.nmce.networks import build_network
 from basis_nmce.nmce.train import TrainConfig, train_joint
 

@@ -32,8 +32,8 @@ import torch
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
-from basis_nmce.graph import knn, knn_affinity, spectral_embedding_from_affinity
-from basis_nmce.metrics import clustering_scores
+from basis_nmce.evaluation.metrics import clustering_scores
+from basis_nmce.graph.laplacian import knn, knn_affinity, spectral_embedding_from_affinity
 
 DEFAULT_DIRS = ("/usr/share/datasets/fashion-mnist",)
 GRAPH = {"n_neighbors": 50, "sigma_mode": "local", "sigma_neighbor": 7, "symmetrize": "sum"}

@@ -65,9 +65,9 @@ def run_variant(variant: str, threads: int, steps: int, warmup: int) -> dict:
     import torch
     from torch import nn
 
-    from basis_nmce.augment import make_augmenter
-    from basis_nmce.coding_rate import gumbel_softmax_memberships, nmce_loss
     from basis_nmce.data.toys import generate
+    from basis_nmce.nmce.augment import make_augmenter
+    from basis_nmce.nmce.coding_rate import gumbel_softmax_memberships, nmce_loss
     from basis_nmce.nmce.networks import build_network
 
     torch.set_num_threads(threads)

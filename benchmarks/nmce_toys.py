@@ -132,10 +132,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from basis_nmce.augment import make_augmenter
-from basis_nmce.coding_rate import eps_from_authors_code
 from basis_nmce.data.toys import OPTIONS, generate
-from basis_nmce.metrics import clustering_scores
+from basis_nmce.evaluation.metrics import clustering_scores
+from basis_nmce.nmce.augment import make_augmenter
+from basis_nmce.nmce.coding_rate import eps_from_authors_code
 from basis_nmce.nmce.networks import build_network
 from basis_nmce.nmce.restarts import kept_restart, train_restarts
 from basis_nmce.nmce.train import (

@@ -1,4 +1,4 @@
-"""Batched RANSAC (``basis_nmce.align.ransac_affine``) against a Python loop over hypotheses.
+"""Batched RANSAC (``basis_nmce.spectral.align.ransac_affine``) against a Python loop over hypotheses.
 
 Paper setting (Sec. 7.3.3): l = 250 anchors, K = 10, 100 hypotheses of 20 anchors, tolerance
 0.1. The loop version solves the *same* hypotheses (same canonical anchor order and subsets)
@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 
-from basis_nmce.align import (
+from basis_nmce.spectral.align import (
     _canonical_order,
     _draw_subsets,
     fit_affine,

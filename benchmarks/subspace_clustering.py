@@ -1,4 +1,4 @@
-"""EnSC and SSC-OMP (``basis_nmce.subspace_clustering``) on synthetic unions of subspaces.
+"""EnSC and SSC-OMP (``basis_nmce.evaluation.subspace_clustering``) on synthetic unions of subspaces.
 
 Data as in You et al. (CVPR 2016, both papers): ``--n-subspaces`` random subspaces of dimension
 ``--subspace-dim`` in R^``--ambient-dim``, equally many Gaussian points on each, optional
@@ -21,8 +21,8 @@ import time
 
 import numpy as np
 
-from basis_nmce.metrics import cluster_accuracy, nmi
-from basis_nmce.subspace_clustering import (
+from basis_nmce.evaluation.metrics import cluster_accuracy, nmi
+from basis_nmce.evaluation.subspace_clustering import (
     affinity_from_coefficients,
     ensc_coefficients,
     spectral_clustering_from_affinity,

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from basis_nmce.align import AlignmentResult, apply_affine, fit_affine, ransac_affine
 from basis_nmce.errors import DataError
+from basis_nmce.spectral.align import AlignmentResult, apply_affine, fit_affine, ransac_affine
 
 FAST = settings(max_examples=25, deadline=None)
 seeds = st.integers(0, 2**32 - 1)

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from basis_nmce import augment as A
-from basis_nmce.augment import AUGMENTER_KINDS, gaussian_noise, make_augmenter
 from basis_nmce.errors import DataError
+from basis_nmce.nmce import augment as A
+from basis_nmce.nmce.augment import AUGMENTER_KINDS, gaussian_noise, make_augmenter
 
 IMAGE_CASES = [
     ("grey", (6, 1, 28, 28)),

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from basis_nmce.basis import BASiS, _skip_anchors
 from basis_nmce.errors import ConfigError
-from basis_nmce.metrics import cluster_accuracy
+from basis_nmce.evaluation.metrics import cluster_accuracy
+from basis_nmce.spectral.basis import BASiS, _skip_anchors
 
 
 def blobs(n=900, dim=5, classes=3, seed=0):
@@ -68,7 +68,7 @@ def test_save_load_round_trip(fitted, tmp_path):
 
 
 def test_resume_from_checkpoint_gives_same_run(tmp_path, monkeypatch):
-    import basis_nmce.basis as basis_module
+    import basis_nmce.spectral.basis as basis_module
 
     x, _ = blobs()
     full = small(n_iter=80).fit(x)
@@ -97,7 +97,7 @@ def test_recenter_removes_an_offset_of_the_reference(drop_first):
     eigenvector (column 0 with drop_first=False) is aligned by a scale and has no offset."""
     from dataclasses import replace
 
-    from basis_nmce.anchors import build_reference
+    from basis_nmce.spectral.anchors import build_reference
 
     x, _ = blobs()
     est = small(drop_first=drop_first)
@@ -157,7 +157,7 @@ def test_anchors_of_20_batches_lie_on_the_reference_at_k10(digits):
     ~5% of the anchors at K = 10, and the map on the near-constant trivial eigenvector threw
     the aligned anchors far off (the landed code on this test: per-batch medians up to 2.1 s,
     90% quantile 4.2 s, the worst anchor 216 away)."""
-    from basis_nmce.align import anchor_scale
+    from basis_nmce.spectral.align import anchor_scale
 
     est = digits_k10().fit(digits)
     ref = est.reference_.anchor_embedding
@@ -175,7 +175,7 @@ def test_anchors_of_20_batches_lie_on_the_reference_at_k10(digits):
 def test_few_inliers_fall_back_to_all_anchors_and_warn(digits, caplog):
     """The paper's absolute 0.1 at K = 10: almost no inliers, so every map is fitted on all
     anchors, counted, and fit() warns."""
-    with caplog.at_level("WARNING", logger="basis_nmce.basis"):
+    with caplog.at_level("WARNING", logger="basis_nmce.spectral.basis"):
         est = digits_k10(ransac_tolerance=0.1, ransac_tolerance_mode="absolute").fit(digits)
     assert est.median_inlier_ratio_ < 0.5
     assert est.fallback_batches_ == 20 == sum(h["fallback"] for h in est.history_)

@@ -13,8 +13,8 @@ import torch
 from sklearn.datasets import make_blobs
 
 from basis_nmce import BASiS
-from basis_nmce.batch_limits import PIPELINE, plan_batch
 from basis_nmce.errors import ConfigError, DataError, SettingWarning
+from basis_nmce.spectral.batch_limits import PIPELINE, plan_batch
 
 X, Y = make_blobs(300, n_features=5, centers=3, cluster_std=0.5, random_state=0)
 SMALL = {"n_neighbors": 10, "batch_size": 128, "n_iter": 8, "hidden": (16,), "device": "cpu"}

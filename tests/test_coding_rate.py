@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from basis_nmce.coding_rate import (
+from basis_nmce.errors import DataError
+from basis_nmce.nmce.coding_rate import (
     authors_code_eps,
     cluster_coding_rate,
     coding_rate,
@@ -22,7 +23,6 @@ from basis_nmce.coding_rate import (
     nmce_loss,
     total_coding_rate_loss,
 )
-from basis_nmce.errors import DataError
 
 # --------------------------------------------------------------------------- references
 
@@ -189,7 +189,7 @@ def test_cluster_rate_matches_per_cluster_loop(m, d, k):
 
 
 def test_cluster_rate_chunked_equals_unchunked(monkeypatch):
-    import basis_nmce.coding_rate as cr
+    import basis_nmce.nmce.coding_rate as cr
 
     z, pi = sphere(50, 6), soft_memberships(50, 7)
     whole = cluster_coding_rate(z, pi, 0.3)

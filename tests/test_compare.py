@@ -1,10 +1,10 @@
-"""basis_nmce.compare: the BASiS Table 1 comparison as a library function, on tiny data."""
+"""basis_nmce.evaluation.compare: the BASiS Table 1 comparison as a library function, on tiny data."""
 
 from __future__ import annotations
 
 import json
 
-from basis_nmce.compare import compare, write_tables
+from basis_nmce.evaluation.compare import compare, write_tables
 
 from .test_spectral_baselines import blobs
 

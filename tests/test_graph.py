@@ -1,4 +1,4 @@
-"""Graph construction, Laplacians and exact spectral embeddings (basis_nmce.graph)."""
+"""Graph construction, Laplacians and exact spectral embeddings (basis_nmce.graph.laplacian)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from basis_nmce.eigensolvers import dense_smallest, sparse_smallest
 from basis_nmce.errors import ConfigError, DataError
-from basis_nmce.graph import (
+from basis_nmce.graph.eigensolvers import dense_smallest, sparse_smallest
+from basis_nmce.graph.laplacian import (
     affinity,
     batch_affinity,
     batch_spectral_embedding,
@@ -110,7 +110,7 @@ def test_single_krylov_run_with_deflation_check_finds_all_zeros(five_blobs):
 
 def test_deflation_check_repairs_a_missed_eigenvector(five_blobs, monkeypatch):
     """Make the first Lanczos run drop one null vector: the check must put it back."""
-    from basis_nmce import eigensolvers
+    from basis_nmce.graph import eigensolvers
 
     x, _ = five_blobs
     L = laplacian(affinity(x, **GRAPH_5), "sym")
@@ -136,7 +136,7 @@ def test_deflation_check_repairs_a_missed_eigenvector(five_blobs, monkeypatch):
 def test_arpack_failure_falls_back_to_dense(connected_3000, monkeypatch):
     from scipy.sparse.linalg import ArpackNoConvergence
 
-    from basis_nmce import eigensolvers
+    from basis_nmce.graph import eigensolvers
 
     def broken(*args, **kwargs):
         raise ArpackNoConvergence("no convergence (test)", np.zeros(0), np.zeros((0, 0)))
@@ -451,7 +451,7 @@ def test_dense_smallest_subset_matches_full_eigh():
 
 
 def test_batch_lanczos_matches_dense_and_declines_disconnected_graphs():
-    from basis_nmce.eigensolvers import normalized_smallest_lanczos
+    from basis_nmce.graph.eigensolvers import normalized_smallest_lanczos
 
     rng = np.random.default_rng(3)
     x = torch.as_tensor(rng.normal(size=(512, 8)), dtype=torch.float32)

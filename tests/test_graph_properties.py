@@ -1,4 +1,4 @@
-"""Property tests (hypothesis) for basis_nmce.graph: few examples, small graphs, fast."""
+"""Property tests (hypothesis) for basis_nmce.graph.laplacian: few examples, small graphs, fast."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sklearn.neighbors import NearestNeighbors
 
-from basis_nmce import neighbours
-from basis_nmce.graph import affinity, knn, laplacian, spectral_embedding
+from basis_nmce.graph import neighbours
+from basis_nmce.graph.laplacian import affinity, knn, laplacian, spectral_embedding
 
 FAST = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -123,7 +123,7 @@ def true_knn_sq(x32: np.ndarray, k: int) -> np.ndarray:
 def rounding_bound(d: int) -> float:
     """Relative error allowed on a float32 distance: half an ulp (2^-24) for rounding the
     true distance, 2^-28 for a certified float64 expansion value (relative 2^-27 on the squared
-    distance, halved by the square root; basis_nmce.neighbours), and (2d + 8) 2^-53 for the
+    distance, halved by the square root; basis_nmce.graph.neighbours), and (2d + 8) 2^-53 for the
     float64 sums of squares here and in the library."""
     return 2.0**-24 + 2.0**-28 + (2 * d + 8) * 2.0**-53
 

@@ -15,7 +15,7 @@ from scipy.linalg import subspace_angles
 from sklearn.linear_model import LogisticRegression
 
 from basis_nmce.errors import DataError
-from basis_nmce.metrics import (
+from basis_nmce.evaluation.metrics import (
     ari,
     cluster_accuracy,
     clustering_scores,

@@ -13,8 +13,8 @@ from sklearn.exceptions import NotFittedError
 
 from basis_nmce import NMCE
 from basis_nmce.errors import ConfigError, DataError
+from basis_nmce.evaluation.metrics import cluster_accuracy
 from basis_nmce.io import load_model
-from basis_nmce.metrics import cluster_accuracy
 from basis_nmce.nmce import load_network
 from basis_nmce.nmce.estimator import STAGE_DEFAULTS
 from basis_nmce.nmce.train import TrainConfig, train_joint
@@ -161,7 +161,7 @@ def _joint(steps: int, **kw) -> TrainConfig:
 def test_training_past_steps_is_the_same_run_and_stops_at_d_zero():
     """max_steps only adds steps: the run up to `steps` is the plain run, and it stops at the
     first check where D = 0 with every cluster used (or at max_steps)."""
-    from basis_nmce.augment import make_augmenter
+    from basis_nmce.nmce.augment import make_augmenter
     from basis_nmce.nmce.networks import build_network
 
     x = torch.from_numpy(blobs(scale=1.0)[0])
@@ -186,7 +186,7 @@ def test_training_past_steps_is_the_same_run_and_stops_at_d_zero():
 
 
 def test_extended_run_resumes_to_the_same_end(tmp_path):
-    from basis_nmce.augment import make_augmenter
+    from basis_nmce.nmce.augment import make_augmenter
     from basis_nmce.nmce.networks import build_network
 
     x = torch.from_numpy(blobs(scale=1.0)[0])

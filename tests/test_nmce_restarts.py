@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from basis_nmce.augment import make_augmenter
 from basis_nmce.errors import ConfigError
+from basis_nmce.nmce.augment import make_augmenter
 from basis_nmce.nmce.networks import NMCENet, build_network
 from basis_nmce.nmce.restarts import assignment_violation, restart_checkpoint, train_restarts
 from basis_nmce.nmce.train import TrainConfig, TrainResult, train_joint

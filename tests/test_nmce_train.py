@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from basis_nmce.augment import make_augmenter
 from basis_nmce.errors import ConfigError, DataError, TrainingError
-from basis_nmce.metrics import cluster_accuracy
+from basis_nmce.evaluation.metrics import cluster_accuracy
+from basis_nmce.nmce.augment import make_augmenter
 from basis_nmce.nmce.guards import CollapseMonitor, check_finite, effective_rank
 from basis_nmce.nmce.networks import build_network
 from basis_nmce.nmce.train import (

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 import basis_nmce
 from basis_nmce.errors import ConfigError, DataError
-from basis_nmce.graph import affinity, batch_affinity, batch_spectral_embedding
-from basis_nmce.metrics import cluster_accuracy, grassmann_distance
+from basis_nmce.evaluation.metrics import cluster_accuracy, grassmann_distance
+from basis_nmce.graph.laplacian import affinity, batch_affinity, batch_spectral_embedding
 from basis_nmce.spectral import DiffusionNet, SpecNet2, SpectralNet, base
 from basis_nmce.spectral.diffusionnet import eigen_regulariser, laplacian_matrix
 from basis_nmce.spectral.specnet2 import pencil, rotation, sparse_pencil_forms, specnet2_loss

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from sklearn.linear_model import ElasticNet, orthogonal_mp
 
 from basis_nmce.errors import DataError
-from basis_nmce.metrics import cluster_accuracy
-from basis_nmce.subspace_clustering import (
+from basis_nmce.evaluation.metrics import cluster_accuracy
+from basis_nmce.evaluation.subspace_clustering import (
     affinity_from_coefficients,
     ensc_coefficients,
     ensc_sklearn_params,

@@ -21,7 +21,7 @@ SPECTRAL_BASELINES = ("SpectralNet", "SpecNet2", "DiffusionNet")  # basis_nmce.s
 
 def __getattr__(name: str) -> Any:
     if name == "BASiS":
-        from .basis import BASiS
+        from .spectral.basis import BASiS
 
         return BASiS
     if name in SPECTRAL_BASELINES:

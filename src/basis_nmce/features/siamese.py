@@ -292,7 +292,7 @@ def embed(model: nn.Module, x: Tensor, batch: int = 1024, device: str | torch.de
 
 def knn_positives(x: Tensor, k: int) -> np.ndarray:
     """Each row's ``k`` nearest neighbours (exact, self excluded) in the flattened inputs."""
-    from ..graph import knn
+    from ..graph.laplacian import knn
 
     flat = x.reshape(len(x), -1)
     if k >= len(flat):

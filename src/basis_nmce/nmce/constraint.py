@@ -17,8 +17,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from basis_nmce.augment import Augmenter
 from basis_nmce.errors import ConfigError
+from basis_nmce.nmce.augment import Augmenter
 from basis_nmce.nmce.networks import NMCENet
 
 __all__ = ["Violation", "assignment_violation"]

@@ -40,10 +40,10 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from torch import Tensor
 
-from basis_nmce.augment import make_augmenter
 from basis_nmce.errors import ConfigError, DataError
 from basis_nmce.io import load_model, save_model
 from basis_nmce.models import resolve_device
+from basis_nmce.nmce.augment import make_augmenter
 from basis_nmce.nmce.constraint import assignment_violation
 from basis_nmce.nmce.networks import NETWORKS, NMCENet, build_network
 from basis_nmce.nmce.restarts import kept_restart, train_restarts

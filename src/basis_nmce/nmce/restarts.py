@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from basis_nmce.augment import Augmenter
 from basis_nmce.errors import ConfigError, TrainingError
+from basis_nmce.nmce.augment import Augmenter
 from basis_nmce.nmce.constraint import Violation, assignment_violation
 from basis_nmce.nmce.networks import NMCENet
 from basis_nmce.nmce.train import TrainConfig, TrainResult

@@ -10,7 +10,7 @@
 Every step takes the next batch of an epoch-wise shuffle (each sample once per epoch; the whole
 set when ``batch_size >= n``), makes two augmented views with the given augmenter, runs them
 through the network as one batch of ``2 m`` (as the authors' code) and applies the objective of
-:mod:`basis_nmce.coding_rate` (``D = -mean cos(z, z')``; in stages 2-4 features are averaged over
+:mod:`basis_nmce.nmce.coding_rate` (``D = -mean cos(z, z')``; in stages 2-4 features are averaged over
 the views and renormalised, memberships averaged, both inside ``nmce_loss``).
 
 Randomness comes only from generators seeded by ``config.seed`` (batches, augmentations,
@@ -34,15 +34,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from basis_nmce.augment import Augmenter
-from basis_nmce.coding_rate import (
+from basis_nmce.errors import ConfigError, DataError
+from basis_nmce.io import load_checkpoint, save_checkpoint
+from basis_nmce.models import resolve_device
+from basis_nmce.nmce.augment import Augmenter
+from basis_nmce.nmce.coding_rate import (
     gumbel_softmax_memberships,
     nmce_loss,
     total_coding_rate_loss,
 )
-from basis_nmce.errors import ConfigError, DataError
-from basis_nmce.io import load_checkpoint, save_checkpoint
-from basis_nmce.models import resolve_device
 from basis_nmce.nmce.constraint import assignment_violation
 from basis_nmce.nmce.guards import CollapseMonitor, check_finite, effective_rank
 from basis_nmce.nmce.networks import NMCENet

@@ -2,7 +2,7 @@
 
 :class:`NeuralSpectralEstimator` holds the machinery that is the same for SpectralNet,
 SpecNet2 and Diffusion Net (and mirrors :class:`basis_nmce.BASiS`): the graph settings and the
-rule that derives a batch's graph from the target graph (:mod:`basis_nmce.batch_graph`), the
+rule that derives a batch's graph from the target graph (:mod:`basis_nmce.graph.batch`), the
 device and thread pool, seeded batch sampling, the Adam loop with checkpoint/resume, chunked
 out-of-sample :meth:`~NeuralSpectralEstimator.transform`, k-means :meth:`predict`, and
 :meth:`save` / :meth:`load` as a state dict plus JSON (never unpickling code).
@@ -31,10 +31,11 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
-from .. import batch_limits
-from ..anchors import rows
-from ..basis import _check_array
-from ..batch_graph import batch_graph as derive_batch_graph
+from basis_nmce.graph.batch import batch_graph as derive_batch_graph
+from basis_nmce.spectral import batch_limits
+from basis_nmce.spectral.anchors import rows
+from basis_nmce.spectral.basis import _check_array
+
 from ..errors import ConfigError, DataError, SettingWarning
 from ..io import atomic_path, load_checkpoint, load_model, save_checkpoint, save_model
 from ..models import MLP, resolve_device

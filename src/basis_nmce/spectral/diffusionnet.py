@@ -2,7 +2,7 @@
 
 Diffusion Net needs the embedding of its whole training set in advance, so (BASiS Sec. 5.2,
 7.3.3) it is trained on one batch-sized sample of the training set: the exact diffusion-map
-embedding ``phi`` of that sample (its batch graph; :func:`basis_nmce.graph.
+embedding ``phi`` of that sample (its batch graph; :func:`basis_nmce.graph.laplacian.
 batch_spectral_embedding` with ``diffusion_time`` t: ``psi_j (1 - lambda_j)^t``, the
 eigenvectors of ``P = D^-1 W``) is the regression target of the encoder's loss, Eq. 7:
 
@@ -23,8 +23,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from basis_nmce.graph.laplacian import batch_affinity, batch_spectral_embedding
+
 from ..errors import ConfigError
-from ..graph import batch_affinity, batch_spectral_embedding
 from .base import NeuralSpectralEstimator
 
 STREAM_SAMPLE = 4

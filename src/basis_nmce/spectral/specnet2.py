@@ -32,9 +32,10 @@ import scipy.linalg
 import scipy.sparse as sp
 import torch
 
-from ..batch_graph import MIN_NEIGHBORS
+from basis_nmce.graph.batch import MIN_NEIGHBORS
+from basis_nmce.graph.laplacian import affinity, batch_affinity
+
 from ..errors import ConfigError, DataError
-from ..graph import affinity, batch_affinity
 from .base import NeuralSpectralEstimator
 
 ROTATIONS = ("train", "test")
@@ -238,7 +239,7 @@ class SpecNet2(NeuralSpectralEstimator):
         itself with ``X``'s own graph (``"test"``, the BASiS paper's protocol)."""
         if self.rotation == "train":
             return super().transform(X, chunk_size)
-        from ..basis import _check_array
+        from .basis import _check_array
 
         self._check_fitted()
         X = _check_array(X, "X", self.n_features_in_)

@@ -12,7 +12,7 @@ Ours, where the paper and the code are silent: after training, a Rayleigh-Ritz r
 that last batch orders the columns by their Rayleigh quotients (ascending), so column 0 is the
 trivial direction and ``drop_first`` can drop it (the network then learns K + 1 columns); the
 rotation is orthogonal, so ``Y^T Y / m = I`` still holds. ``laplacian="rw"`` orthonormalises
-in the degree-weighted inner product (``Y^T D Y / vol = I``, :mod:`basis_nmce.graph`'s rw
+in the degree-weighted inner product (``Y^T D Y / vol = I``, :mod:`basis_nmce.graph.laplacian`'s rw
 convention) and minimises ``tr(Y^T (D - W) Y)``: the generalised problem of ``(L, D)``.
 """
 
@@ -24,8 +24,9 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from basis_nmce.graph.laplacian import batch_affinity
+
 from ..errors import ConfigError, DataError
-from ..graph import batch_affinity
 from .base import NeuralSpectralEstimator
 
 ORTHONORM_METHODS = ("cholesky", "qr")

@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from basis_nmce.evaluation.metrics import kmeans_labels
+from basis_nmce.graph.laplacian import spectral_embedding
+
 from .. import data
-from ..graph import spectral_embedding
 from ..io import load_npz, save_npz, write_json
-from ..metrics import kmeans_labels
 
 log = logging.getLogger(__name__)
 

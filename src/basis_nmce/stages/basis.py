@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from basis_nmce.spectral.anchors import build_reference, load_reference, save_reference
+from basis_nmce.spectral.basis import BASiS, write_history
+from basis_nmce.spectral.batch_limits import PIPELINE, plan_batch
+
 from .. import data
-from ..anchors import build_reference, load_reference, save_reference
-from ..basis import BASiS, write_history
-from ..batch_limits import PIPELINE, plan_batch
 from ..io import load_npz, save_npz, write_json
 from .analytic import resolve_n_components
 

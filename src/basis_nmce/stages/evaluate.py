@@ -12,7 +12,7 @@ A method trained on batches of m points learns the eigenvectors of its batch gra
 points); beside the paper's same-k d_G, methods that record a batch size also get
 ``grassmann_matched``: the distance to the exact eigenvectors of the test graph at the batch
 graph's density, k_b and the sigma neighbour scaled by n_test / m
-(:func:`basis_nmce.batch_graph.matched_graph`). With BASiS's ``derived`` batch graph (at the
+(:func:`basis_nmce.graph.batch.matched_graph`). With BASiS's ``derived`` batch graph (at the
 test graph's density) the two protocols nearly coincide; with ``same_k`` they differ.
 
 The NMCE methods (``nmce_tcr``, ``nmce_cluster``, ``nmce_finetune``) are scored by
@@ -28,12 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import data
-from ..batch_graph import matched_graph
-from ..errors import ConfigError
-from ..graph import spectral_embedding
-from ..io import load_npz, read_json, save_npz, write_json
-from ..metrics import (
+from basis_nmce.evaluation.metrics import (
     clustering_scores,
     grassmann_distance,
     kmeans_labels,
@@ -41,6 +36,12 @@ from ..metrics import (
     orthogonality,
     orthogonality_authors,
 )
+from basis_nmce.graph.batch import matched_graph
+from basis_nmce.graph.laplacian import spectral_embedding
+
+from .. import data
+from ..errors import ConfigError
+from ..io import load_npz, read_json, save_npz, write_json
 from .params import NMCE_METHODS
 
 log = logging.getLogger(__name__)

@@ -41,16 +41,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import data
-from ..augment import make_augmenter
-from ..errors import ConfigError
-from ..io import atomic_path, load_npz, read_json, save_npz, sha256_file, write_json
-from ..metrics import (
+from basis_nmce.evaluation.metrics import (
     clustering_scores,
     knn_accuracy,
     nearest_subspace_accuracy,
     svm_accuracy,
 )
+from basis_nmce.nmce.augment import make_augmenter
+
+from .. import data
+from ..errors import ConfigError
+from ..io import atomic_path, load_npz, read_json, save_npz, sha256_file, write_json
 from ..models import resolve_device
 from ..nmce import (
     NMCENet,
@@ -439,7 +440,7 @@ def _subspace_clusters(
     ev: dict[str, Any], z: np.ndarray, n_clusters: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(indices clustered, their labels): a seeded subsample of at most subspace_max_points."""
-    from ..subspace_clustering import subspace_clustering
+    from ..evaluation.subspace_clustering import subspace_clustering
 
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.permutation(len(z))[: int(ev["subspace_max_points"])])

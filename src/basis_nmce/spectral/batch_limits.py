@@ -16,7 +16,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-from .errors import ConfigError, SettingWarning
+from basis_nmce.errors import ConfigError, SettingWarning
 
 
 @dataclass(frozen=True)

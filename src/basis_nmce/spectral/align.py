@@ -41,7 +41,7 @@ from numbers import Integral, Real
 import torch
 from torch import Tensor
 
-from .errors import DataError
+from basis_nmce.errors import DataError
 
 __all__ = ["AlignmentResult", "anchor_scale", "apply_affine", "fit_affine", "ransac_affine"]
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import ConfigError
+from basis_nmce.errors import ConfigError
 
 __all__ = ["BATCH_GRAPH_RULES", "MIN_NEIGHBORS", "batch_graph", "matched_graph", "rescale"]
 

@@ -37,14 +37,14 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import connected_components
 
-from .eigensolvers import (
+from basis_nmce.errors import ConfigError, DataError
+from basis_nmce.graph.eigensolvers import (
     EigensolverError,
     dense_smallest,
     normalized_smallest_lanczos,
     sparse_smallest,
 )
-from .errors import ConfigError, DataError
-from .neighbours import exact_knn
+from basis_nmce.graph.neighbours import exact_knn
 
 __all__ = [
     "EigensolverError",
@@ -108,7 +108,7 @@ def _knn_torch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact kNN (self excluded) of the rows of ``x``: ``(distances, indices)`` tensors, ascending
     by distance then index; distances correct to the rounding of the true distance
-    (:func:`basis_nmce.neighbours.exact_knn`)."""
+    (:func:`basis_nmce.graph.neighbours.exact_knn`)."""
     _check_k(x.shape[0], k, "n_neighbors")
     return exact_knn(x, k, chunk_size)
 
@@ -230,7 +230,7 @@ def knn(
     ``x``: numpy array or torch tensor ``(n, d)``. Rows are processed in chunks of
     ``chunk_size`` (default: about 2^25 distances per chunk), one matrix product and one ``topk``
     each for the candidates, so memory is O(chunk_size * n); the candidates' distances are then
-    recomputed directly (:mod:`basis_nmce.neighbours`). Returns ``(distances, indices)``,
+    recomputed directly (:mod:`basis_nmce.graph.neighbours`). Returns ``(distances, indices)``,
     ``(n, k)`` each, ascending by distance then index; distances float64 for float64 input, else
     float32 (the float64 distance rounded once); indices int64.
     """

@@ -27,14 +27,21 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
-from . import batch_limits
-from .align import apply_affine, ransac_affine
-from .anchors import ANCHOR_STRATEGIES, Reference, build_reference, rows
-from .batch_graph import batch_graph as derive_batch_graph
-from .errors import BasisNmceError, ConfigError, DataError
-from .graph import batch_spectral_embedding
-from .io import atomic_path, load_checkpoint, load_model, load_npy, save_checkpoint, save_model
-from .models import MLP, resolve_device
+from basis_nmce.errors import BasisNmceError, ConfigError, DataError
+from basis_nmce.graph.batch import batch_graph as derive_batch_graph
+from basis_nmce.graph.laplacian import batch_spectral_embedding
+from basis_nmce.io import (
+    atomic_path,
+    load_checkpoint,
+    load_model,
+    load_npy,
+    save_checkpoint,
+    save_model,
+)
+from basis_nmce.models import MLP, resolve_device
+from basis_nmce.spectral import batch_limits
+from basis_nmce.spectral.align import apply_affine, ransac_affine
+from basis_nmce.spectral.anchors import ANCHOR_STRATEGIES, Reference, build_reference, rows
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +155,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
 
     * ``batch_graph``: ``derived`` builds each batch's graph at the density of the graph the
       user means (``n_neighbors`` and ``sigma_neighbor`` over ``graph_size`` points, default
-      the ``fit`` data; :mod:`basis_nmce.batch_graph`); ``same_k`` is the paper's literal.
+      the ``fit`` data; :mod:`basis_nmce.graph.batch`); ``same_k`` is the paper's literal.
     * ``ransac_tolerance_mode``: ``relative`` (default) takes ``ransac_tolerance`` as a fraction
       of the reference anchors' RMS spread, so the inlier test means the same for any K and
       batch size; ``absolute`` with ``ransac_tolerance=0.1`` is the paper's. A refit needs
@@ -156,7 +163,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
       (counted as ``fallback`` in the log).
     * With ``drop_first=False`` the trivial eigenvector (column 0) is aligned by a scale alone
       and the others by an affine map of the others: ``[phi, 1]`` with a near-constant column
-      is ill-posed (:mod:`basis_nmce.align`).
+      is ill-posed (:mod:`basis_nmce.spectral.align`).
     * ``recenter``: the mean translation of the batches' maps, ``offset_``, is subtracted by
       :meth:`transform` (see :meth:`fit`). ``False`` gives the paper's output.
 
@@ -431,7 +438,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
     ):
         """Train on ``X`` (n, d); ``y`` is used only by ``anchor_strategy='labels'``.
 
-        ``reference``: a precomputed :class:`~basis_nmce.anchors.Reference` (the pipeline's
+        ``reference``: a precomputed :class:`~basis_nmce.spectral.anchors.Reference` (the pipeline's
         ``basis_reference`` stage); by default it is built here. ``checkpoint``: a file that is
         written every ``checkpoint_every`` steps and, when it exists and was written by the same
         settings on the same data, resumed from. ``log_csv``: the per-step training log.

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from .batch_graph import matched_graph
-from .graph import spectral_embedding
-from .io import write_json, write_text
-from .metrics import embedding_metrics, grassmann_distance
+from basis_nmce.evaluation.metrics import embedding_metrics, grassmann_distance
+from basis_nmce.graph.batch import matched_graph
+from basis_nmce.graph.laplacian import spectral_embedding
+from basis_nmce.io import write_json, write_text
 
 METHODS = ("BASiS", "SpectralNet", "SpecNet2", "DiffusionNet")
 COLUMNS = (

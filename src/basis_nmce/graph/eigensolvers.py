@@ -39,7 +39,7 @@ import scipy.sparse.linalg as spla
 import torch
 from scipy.sparse.csgraph import connected_components
 
-from .errors import BasisNmceError
+from basis_nmce.errors import BasisNmceError
 
 log = logging.getLogger(__name__)
 

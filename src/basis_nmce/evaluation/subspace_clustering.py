@@ -28,7 +28,7 @@ an affinity from the codes and cut it by spectral clustering:
   or not at all (``"none"``).
 * :func:`spectral_clustering_from_affinity` -- normalised spectral clustering (Ng, Jordan &
   Weiss): the ``n_clusters`` smallest eigenvectors of ``I - D^-1/2 W D^-1/2``
-  (:func:`basis_nmce.graph.spectral_embedding_from_affinity`, solved per connected component
+  (:func:`basis_nmce.graph.laplacian.spectral_embedding_from_affinity`, solved per connected component
   so that exactly block-diagonal affinities are handled), rows scaled to unit norm, k-means.
 * :func:`subspace_clustering` -- the three steps above, ``X -> labels``.
 * :func:`subspace_preserving_error` / :func:`subspace_preserving_rate` -- the diagnostics of
@@ -55,8 +55,8 @@ from sklearn.linear_model import ElasticNet, lars_path_gram
 from threadpoolctl import threadpool_limits
 
 from basis_nmce.errors import DataError
-from basis_nmce.graph import spectral_embedding_from_affinity
-from basis_nmce.metrics import kmeans_labels
+from basis_nmce.evaluation.metrics import kmeans_labels
+from basis_nmce.graph.laplacian import spectral_embedding_from_affinity
 
 __all__ = [
     "METHODS",
@@ -484,9 +484,9 @@ def spectral_clustering_from_affinity(
     """Normalised spectral clustering (Ng, Jordan & Weiss) of a symmetric affinity ``W``.
 
     The ``n_clusters`` eigenvectors of the smallest eigenvalues of ``I - D^-1/2 W D^-1/2``
-    (:func:`basis_nmce.graph.spectral_embedding_from_affinity`: dense LAPACK up to
+    (:func:`basis_nmce.graph.laplacian.spectral_embedding_from_affinity`: dense LAPACK up to
     ``dense_max_nodes`` nodes, otherwise Lanczos per connected component), rows scaled to unit
-    norm, then k-means (:func:`basis_nmce.metrics.kmeans_labels`, ``n_init`` restarts, seeded).
+    norm, then k-means (:func:`basis_nmce.evaluation.metrics.kmeans_labels`, ``n_init`` restarts, seeded).
     Isolated points (zero degree) are given a self-loop of unit weight: each then forms its own
     component. Returns int64 labels in ``0 .. n_clusters - 1``.
     """

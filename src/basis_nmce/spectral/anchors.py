@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import ConfigError, DataError
-from .graph import batch_spectral_embedding
+from basis_nmce.errors import ConfigError, DataError
+from basis_nmce.graph.laplacian import batch_spectral_embedding
 
 ANCHOR_STRATEGIES = ("kmeans", "labels", "random")
 
@@ -131,7 +131,7 @@ def build_reference(
 
 def save_reference(path, ref: Reference) -> None:
     """The ``basis_reference`` stage's output: one ``.npz`` of arrays plus the strategy."""
-    from .io import save_npz
+    from basis_nmce.io import save_npz
 
     save_npz(
         path,
@@ -146,7 +146,7 @@ def save_reference(path, ref: Reference) -> None:
 
 def load_reference(path) -> Reference:
     """Read a reference saved by :func:`save_reference` (no pickled objects)."""
-    from .io import load_npz
+    from basis_nmce.io import load_npz
 
     z = load_npz(path)
     missing = {f for f in Reference.__dataclass_fields__ if f not in z}
