@@ -18,8 +18,10 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/analytic.smk"
 include: "workflow/rules/basis.smk"
+include: "workflow/rules/spectral.smk"
 include: "workflow/rules/nmce.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/compare.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -59,7 +59,17 @@ TINY_CONFIG = {
     "run": {
         "datasets": ["blobs", "moons"],
         "features": ["raw"],
-        "methods": ["analytic", "basis_train", "nmce_tcr", "nmce_cluster", "nmce_finetune"],
+        "methods": [
+            "analytic",
+            "basis_train",
+            "spectralnet",
+            "specnet2",
+            "diffusionnet",
+            "nmce_tcr",
+            "nmce_cluster",
+            "nmce_finetune",
+        ],
+        "compare": True,
     },
     "datasets": {
         "blobs": {"source": "npz", "path": "blobs.npz", "graph": {"n_neighbors": 10}},
@@ -94,6 +104,8 @@ TINY_CONFIG = {
         "cluster": {"steps": 4},
         "finetune": {"steps": 4},
     },
+    # The baselines and the comparison on BASiS's tiny settings: 2 seeds, a 2-point sweep.
+    "compare": {"seeds": 2, "neighbors": [8, 12], "sweep_seeds": 1},
     "evaluate": {"linear_probe_epochs": 50},
     "report": {"max_points": 200},
 }

@@ -28,7 +28,8 @@ from .helpers import (
 
 pytestmark = pytest.mark.slow
 
-# Jobs of the tiny config (two data sets, raw features, five methods; moons trains NMCE jointly).
+# Jobs of the tiny config (two data sets, raw features, eight methods, the comparison; moons
+# trains NMCE jointly).
 TINY_JOBS = Counter(
     fetch=2,
     prepare=2,
@@ -36,10 +37,12 @@ TINY_JOBS = Counter(
     analytic=2,
     basis_reference=2,
     basis_train=2,
+    spectral_train=6,
     nmce_tcr=2,
     nmce_cluster=2,
     nmce_finetune=2,
-    evaluate=10,
+    evaluate=16,
+    compare=2,
     report=1,
 )
 
@@ -75,12 +78,17 @@ def test_metrics_and_plots_show(built):
     (scores,) = (v["data"]["results/report/metrics.json"]["data"] for v in metrics.values())
     assert scores["moons/raw/analytic"]["acc"] == 1.0
     assert set(scores) == {f"{d}/raw/{m}" for d in ("blobs", "moons") for m in _methods(built)}
+    # The comparison (Table 1) of each data set: every compared method's mean over seeds.
+    table = next(iter(metrics.values()))["data"]["results/report/compare.json"]["data"]
+    assert set(table) == {"blobs/raw", "moons/raw"}
+    assert set(table["blobs/raw"]) == {"exact", "BASiS", "SpectralNet", "SpecNet2", "DiffusionNet"}
+    assert table["blobs/raw"]["BASiS"]["runs"] == 2
     plots = json.loads(run([*DVC, "plots", "show", "--json"], built).stdout)
     assert not plots.get("errors"), plots.get("errors")
     names = set(plots["data"])
     # The training curves: one series per trained (data set, features, method).
     for d in ("blobs", "moons"):
-        for m in ("basis_train", "nmce_tcr", "nmce_cluster", "nmce_finetune"):
+        for m in ("basis_train", "spectralnet", "nmce_tcr", "nmce_cluster", "nmce_finetune"):
             assert f"results/report/training/{d}_raw_{m}.csv" in names
     # The comparison: one bar per run.
     (comparison,) = plots["data"]["comparison"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from basis_nmce.stages.params import STAGES
+from basis_nmce.stages.params import OPT_IN_STAGES, STAGES
 
 from .helpers import BIN, ROOT, TINY_CONFIG, make_project, run
 
@@ -20,7 +20,15 @@ pytestmark = pytest.mark.slow
 
 RULE_FILES = sorted((ROOT / "workflow/rules").glob("*.smk"))
 # Rules that train a network (and analytic, which solves on the device): they ask for GPUs.
-GPU_RULES = {"analytic", "basis_train", "nmce_tcr", "nmce_cluster", "nmce_finetune"}
+GPU_RULES = {
+    "analytic",
+    "basis_train",
+    "spectral_train",
+    "nmce_tcr",
+    "nmce_cluster",
+    "nmce_finetune",
+    "compare",
+}
 PROFILES = ROOT / "workflow/profiles"
 
 
@@ -56,7 +64,8 @@ def test_bare_snakemake_at_the_root_plans_the_default_run_with_the_default_profi
     bare = run([str(BIN / "snakemake"), "-n"], default_project)
     assert "Using workflow specific profile profiles/default" in bare.stderr
     planned = set(re.findall(r"^rule (\w+):", bare.stdout, flags=re.M)) - {"all"}
-    assert planned == set(STAGES)  # config.yaml's run needs every stage
+    # config.yaml's run needs every stage but the opt-in baselines and comparison (presets)
+    assert planned == set(STAGES) - set(OPT_IN_STAGES)
     # The profile's settings are in force: it prints each job's shell command ...
     assert bare.stdout.count("Shell command: basis-nmce ") == bare.stdout.count("\nrule ") - 1
     # ... which Snakemake does not do without it.

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from .errors import BasisNmceError, ConfigError, SettingWarning
+from .stages.params import BASELINE_METHODS
 
 log = logging.getLogger("basis_nmce")
 
@@ -281,6 +282,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--progress", action="store_true", help="show a progress bar")
 
+    p = _stage(
+        sub,
+        "spectral_train",
+        "train a learnt baseline (SpectralNet, SpecNet2, Diffusion Net) and embed both splits",
+        "BASiS Table 1's baselines on BASiS's graph, K, batch size and iterations (`graph`, "
+        "`basis`) with their own settings from `baselines.<method>`.",
+        "  OUT                  embedding.npz: train, test, clusters_train, clusters_test\n"
+        "  OUT with .json       settings, iterations, final loss, seconds\n"
+        "  model.pt, model.json beside OUT: the network (the estimator's load reads them)\n"
+        "  log.csv              per step: loss, lr, seconds\n"
+        "  --checkpoint file    while training; removed once the outputs exist",
+    )
+    _dataset(p)
+    p.add_argument(
+        "--method", required=True, choices=BASELINE_METHODS, help="the baseline to train"
+    )
+    p.add_argument("--features", required=True, type=Path, help=FEATURES_HELP)
+    p.add_argument("--prepared", required=True, type=Path, help=PREPARED_HELP)
+    p.add_argument("--out", required=True, type=Path, help="embedding.npz to write")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="resume from this file when it matches the settings and data; saved to it",
+    )
+    p.add_argument("--progress", action="store_true", help="show a progress bar")
+
     for stage, what, description in (
         ("nmce_tcr", "NMCE stage 1: TCR features from a fresh network", "NMCE Eq. 5."),
         (
@@ -340,8 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--method",
         required=True,
-        help="the method that wrote the embedding: analytic, basis_train, nmce_tcr, "
-        "nmce_cluster or nmce_finetune",
+        help="the method that wrote the embedding: analytic, basis_train, spectralnet, "
+        "specnet2, diffusionnet, nmce_tcr, nmce_cluster or nmce_finetune",
     )
     p.add_argument(
         "--embedding", required=True, type=Path, help="the method's embedding.npz to score"
@@ -354,6 +382,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--features", type=Path, default=None, help=f"{FEATURES_HELP}; for d_G matched, plots"
     )
     p.add_argument("--out", required=True, type=Path, help="metrics.json to write")
+
+    p = _stage(
+        sub,
+        "compare",
+        "compare the exact embedding, BASiS and the baselines over seeds",
+        "BASiS Sec. 5.2 / Table 1 on one data set and feature kind: every method of "
+        "`compare.methods` built as its own stage builds it, `compare.seeds` seeds, scored as "
+        "evaluate scores (d_G same-k and matched, d_perp ours and the authors', NMI, ACC, ARI, "
+        "linear probe), with train time; `compare.neighbors` adds the Fig. 4 sweep.",
+        "  OUT                  compare.json: runs, mean and std per method, protocol, settings\n"
+        "  compare.md, compare.csv beside OUT: the table\n"
+        "  sweep.json, sweep.csv beside OUT: the neighbour sweep (empty without one)",
+    )
+    _dataset(p)
+    p.add_argument("--features", required=True, type=Path, help=FEATURES_HELP)
+    p.add_argument("--prepared", required=True, type=Path, help=PREPARED_HELP)
+    p.add_argument("--out", required=True, type=Path, help="compare.json to write")
 
     p = _stage(
         sub,
@@ -371,6 +416,13 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         type=Path,
         help="the evaluate stage's metrics.json files",
+    )
+    p.add_argument(
+        "--compare",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="the compare stage's compare.json files (run.compare), drawn as tables and figures",
     )
     p.add_argument("--out", required=True, type=Path, help="report folder")
 
@@ -439,6 +491,22 @@ def run(args: argparse.Namespace) -> Any:
             checkpoint=args.checkpoint,
             verbose=args.progress,
         )
+    if args.stage == "spectral_train":
+        from .stages.spectral import run_spectral_train
+
+        return run_spectral_train(
+            params,
+            args.method,
+            args.features,
+            args.prepared,
+            args.out,
+            checkpoint=args.checkpoint,
+            verbose=args.progress,
+        )
+    if args.stage == "compare":
+        from .stages.compare import run_compare
+
+        return run_compare(params, args.features, args.prepared, args.out)
     if args.stage == "nmce_tcr":
         from .stages.nmce import run_nmce_tcr
 
@@ -463,7 +531,7 @@ def run(args: argparse.Namespace) -> Any:
     if args.stage == "report":
         from .stages.report import run_report
 
-        return run_report(params, args.metrics, args.out)
+        return run_report(params, args.metrics, args.out, compare=args.compare)
     raise AssertionError(args.stage)
 
 

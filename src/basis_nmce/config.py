@@ -20,7 +20,7 @@ import yaml
 
 from .errors import ConfigError
 
-OVERRIDABLE_SECTIONS = ("graph", "features", "basis", "nmce")
+OVERRIDABLE_SECTIONS = ("graph", "features", "basis", "nmce", "baselines")
 
 
 @cache

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from basis_nmce.config import validate_config
 from basis_nmce.config import dataset_section
-from basis_nmce.stages.params import NMCE_METHODS, stage_params_json
+from basis_nmce.stages.params import BASELINE_METHODS, NMCE_METHODS, stage_params_json
 
 _validated = validate_config(config)
 config.clear()
@@ -141,6 +141,8 @@ def training_logs():
                 f"{RES}/basis_train/{d}/{k}/{n}"
                 for n in ("log.csv", "anchors.npz", "grid.npz")
             ]
+        elif m in BASELINE_METHODS:
+            files.append(f"{RES}/{m}/{d}/{k}/log.csv")
         elif m in NMCE_METHODS:
             files.append(f"{RES}/{m}/{d}/{k}/log.csv")
     return files
@@ -148,3 +150,11 @@ def training_logs():
 
 def all_metrics():
     return [f"{RES}/evaluate/{d}/{k}/{m}/metrics.json" for d, k, m in runs()]
+
+
+def all_compares():
+    """The compare stage's tables of every configured (dataset, kind), in the report when
+    run.compare is true."""
+    if not config["run"]["compare"]:
+        return []
+    return [f"{RES}/compare/{d}/{k}/compare.json" for d in DATASETS for k in KINDS]

@@ -7,11 +7,13 @@ rule report:
     input:
         metrics=all_metrics(),
         training=training_logs(),
+        compare=all_compares(),
     output:
         md=REPORT,
         csv=f"{RES}/report/metrics.csv",
         table_md=f"{RES}/report/metrics.md",
         json=f"{RES}/report/metrics.json",
+        compare_json=f"{RES}/report/compare.json",
         comparison=f"{RES}/report/comparison.csv",
         html=report(
             f"{RES}/report/metrics.html",
@@ -47,6 +49,11 @@ rule report:
     params:
         p=params_for("report"),
         out=lambda w, output: os.path.dirname(output.md),
+        compare=lambda w, input: (
+            "--compare " + " ".join(shlex.quote(p) for p in input.compare)
+            if input.compare
+            else ""
+        ),
     shell:
         "basis-nmce report --params {params.p:q} --metrics {input.metrics:q}"
-        " --out {params.out:q} 2> {log:q}"
+        " {params.compare} --out {params.out:q} 2> {log:q}"

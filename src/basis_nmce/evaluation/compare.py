@@ -13,7 +13,7 @@ them as Markdown, CSV and JSON.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,25 +61,46 @@ def compare(
     probe_epochs: int = 300,
     probe_lr: float = 0.05,
     device: str = "cpu",
+    estimators: Mapping[str, Callable[[int], Any]] | None = None,
+    graph: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (method, seed), plus ``exact`` rows (one per seed of k-means).
 
     ``common``: constructor parameters every method gets (graph, ``batch_size``, ``n_iter``,
     ``hidden``, ...); ``per_method``: overrides by method name (e.g. each method's ``lr``).
     The graph of the exact reference is ``common``'s (``n_neighbors``, sigma...), built on the
-    test split (same-k protocol).
+    test split (same-k protocol). Instead, ``estimators`` maps a row's name to a function of the
+    seed returning the unfitted estimator (the pipeline's ``compare`` stage builds them from
+    its config), and ``graph`` gives the exact reference's graph keywords.
+
+    Every embedding is scored as the ``evaluate`` stage scores it
+    (:func:`~basis_nmce.evaluation.metrics.embedding_metrics`): k-means on all K columns.
     """
     common = dict(common or {})
-    graph = {k: common[k] for k in GRAPH_KEYS if k in common}
-    graph["laplacian"] = common.get("laplacian", "sym")
-    graph["drop_first"] = bool(common.get("drop_first", False))
+    if graph is None:
+        graph = {k: common[k] for k in GRAPH_KEYS if k in common}
+        graph["laplacian"] = common.get("laplacian", "sym")
+        graph["drop_first"] = bool(common.get("drop_first", False))
+    graph = dict(graph)
+    graph.setdefault("drop_first", False)
+    if estimators is None:
+
+        def factory(name: str) -> Callable[[int], Any]:
+            def make(seed: int) -> Any:
+                params = {**common, **dict((per_method or {}).get(name, {}))}
+                params.update(n_components=n_components, random_state=int(seed), device=device)
+                return _estimator(name, params)
+
+            return make
+
+        estimators = {name: factory(name) for name in methods}
     k_clusters = int(n_clusters or n_components + int(graph["drop_first"]))
     exact = spectral_embedding(x_test, n_components, **graph, seed=0).embedding
     matched_cache: dict[str, np.ndarray] = {}
     rows: list[dict[str, Any]] = []
 
     def score(z_tr, z_te, seed, y_tr):
-        m = embedding_metrics(
+        return embedding_metrics(
             z_tr,
             z_te,
             y_tr,
@@ -91,25 +112,16 @@ def compare(
             probe_epochs=probe_epochs,
             probe_lr=probe_lr,
         )
-        if not graph["drop_first"]:  # k-means without the trivial column, as the estimators
-            from .metrics import clustering_scores, kmeans_labels
-
-            if y_test is not None:
-                labels = kmeans_labels(z_te[:, 1:], k_clusters, seed=seed, n_init=kmeans_n_init)
-                m.update(clustering_scores(y_test, labels))
-        return m
 
     for seed in seeds:
         row = {"method": "exact", "seed": int(seed), **score(exact, exact, seed, None)}
         row.update({"grassmann_matched": 0.0, "train_seconds": 0.0, "linear_acc": None})
         rows.append(row)
-    for name in methods:
+    for name, make in estimators.items():
         for seed in seeds:
-            params = {**common, **dict((per_method or {}).get(name, {}))}
-            params.update(n_components=n_components, random_state=int(seed), device=device)
-            est = _estimator(name, params)
+            est = make(int(seed))
             t0 = time.perf_counter()
-            est.fit(x_train)
+            est.fit(x_train, y_train)
             seconds = time.perf_counter() - t0
             z_te, z_tr = est.transform(x_test), est.transform(x_train)
             row = {"method": name, "seed": int(seed), **score(z_tr, z_te, seed, y_train)}
@@ -148,8 +160,13 @@ def _cell(mean: float | None, std: float | None) -> str:
     return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
 
 
-def write_tables(rows: Sequence[Mapping[str, Any]], folder: str | Path) -> dict[str, Path]:
-    """``compare.md`` (mean ± std), ``compare.csv`` and ``compare.json`` (runs and summary)."""
+def write_tables(
+    rows: Sequence[Mapping[str, Any]],
+    folder: str | Path,
+    meta: Mapping[str, Any] | None = None,
+) -> dict[str, Path]:
+    """``compare.md`` (mean ± std), ``compare.csv`` and ``compare.json`` (runs, summary and
+    ``meta``: the settings the rows were made with)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     summary = summarise(rows)
@@ -183,5 +200,8 @@ def write_tables(rows: Sequence[Mapping[str, Any]], folder: str | Path) -> dict[
     )
     write_text(paths["md"], "\n".join(md) + "\n\n" + protocol + "\n")
     write_text(paths["csv"], "\n".join(csv) + "\n")
-    write_json(paths["json"], {"summary": summary, "runs": list(rows), "protocol": protocol})
+    write_json(
+        paths["json"],
+        {"summary": summary, "runs": list(rows), "protocol": protocol, **dict(meta or {})},
+    )
     return paths

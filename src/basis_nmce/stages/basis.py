@@ -44,15 +44,16 @@ def graph_size(params: dict[str, Any], ds: data.Dataset) -> int:
     return int(n) if n else len(ds.x_test) or len(ds.x_train)
 
 
-def run_basis_reference(params: dict[str, Any], features: Path, prepared: Path, out: Path) -> Path:
-    """Write ``reference.npz`` (anchor and reference indices, their exact embedding)."""
-    x = load_npz(features)["train"]
-    ds = data.load_prepared(prepared)
+def planned_batch(
+    params: dict[str, Any], ds: data.Dataset, x: np.ndarray
+) -> tuple[int, int, dict[str, Any]]:
+    """(batch size, anchors, batch graph) of BASiS on the ``n = len(x)`` training points: the
+    ``basis`` section's n_anchors if set, else anchors_per_cluster per cluster, at most half a
+    batch (warned)."""
     _, k, n_clusters, m = _setup(params, ds)
     basis = params["basis"]
     batch = estimator_from_params(params, k, basis.get("n_anchors"), graph_size(params, ds))
     batch_graph = batch.batch_graph_kwargs(len(x))
-    # n_anchors if set, else anchors_per_cluster per cluster, at most half a batch (warned)
     m, n_anchors = plan_batch(
         m,
         len(x),
@@ -63,6 +64,16 @@ def run_basis_reference(params: dict[str, Any], features: Path, prepared: Path, 
         n_clusters,
         PIPELINE,
     )
+    return m, n_anchors, batch_graph
+
+
+def run_basis_reference(params: dict[str, Any], features: Path, prepared: Path, out: Path) -> Path:
+    """Write ``reference.npz`` (anchor and reference indices, their exact embedding)."""
+    x = load_npz(features)["train"]
+    ds = data.load_prepared(prepared)
+    _, k, n_clusters, _ = _setup(params, ds)
+    basis = params["basis"]
+    m, n_anchors, batch_graph = planned_batch(params, ds, x)
     t0 = time.perf_counter()
     ref = build_reference(
         x,

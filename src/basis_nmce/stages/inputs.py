@@ -71,6 +71,11 @@ METRICS = InputFile(
     "pass the metrics.json that `basis-nmce evaluate` writes",
     kind="json",
 )
+COMPARE = InputFile(
+    "a compare.json from the compare stage",
+    "pass the compare.json that `basis-nmce compare` writes",
+    kind="json",
+)
 
 _NMCE = {"features": FEATURES, "prepared": PREPARED, "model": NMCE_MODEL}
 STAGE_INPUTS: dict[str, dict[str, InputFile]] = {
@@ -78,6 +83,8 @@ STAGE_INPUTS: dict[str, dict[str, InputFile]] = {
     "analytic": {"features": FEATURES, "prepared": PREPARED},
     "basis_reference": {"features": FEATURES, "prepared": PREPARED},
     "basis_train": {"features": FEATURES, "reference": REFERENCE, "prepared": PREPARED},
+    "spectral_train": {"features": FEATURES, "prepared": PREPARED},
+    "compare": {"features": FEATURES, "prepared": PREPARED},
     "nmce_tcr": {"features": FEATURES, "prepared": PREPARED},
     "nmce_cluster": _NMCE,
     "nmce_finetune": _NMCE,
@@ -87,7 +94,7 @@ STAGE_INPUTS: dict[str, dict[str, InputFile]] = {
         "prepared": PREPARED,
         "features": FEATURES,
     },
-    "report": {"metrics": METRICS},
+    "report": {"metrics": METRICS, "compare": COMPARE},
 }
 
 

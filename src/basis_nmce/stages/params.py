@@ -20,12 +20,18 @@ STAGES = (
     "analytic",
     "basis_reference",
     "basis_train",
+    "spectral_train",
     "nmce_tcr",
     "nmce_cluster",
     "nmce_finetune",
     "evaluate",
+    "compare",
     "report",
 )
+#: stages the default config.yaml leaves out (run.methods / run.compare; the basis-* presets)
+OPT_IN_STAGES = ("spectral_train", "compare")
+#: the learnt baselines of BASiS Table 1, each trained by stage spectral_train
+BASELINE_METHODS = ("spectralnet", "specnet2", "diffusionnet")
 # The basis keys the reference depends on; the rest only matter to training.
 REFERENCE_KEYS = (
     "batch_size",
@@ -36,6 +42,15 @@ REFERENCE_KEYS = (
     "graph_size",
 )
 NMCE_METHODS = ("nmce_tcr", "nmce_cluster", "nmce_finetune")
+# The basis keys a baseline shares with BASiS (the paper's comparison: same batch, iterations).
+SPECTRAL_BASIS_KEYS = (
+    "batch_size",
+    "n_iter",
+    "hidden",
+    "batch_graph",
+    "graph_size",
+    "checkpoint_every",
+)
 # The nmce keys each NMCE stage depends on (a later stage also depends on its input model).
 NMCE_LATER_KEYS = {
     "nmce_tcr": (
@@ -109,6 +124,31 @@ def stage_params(
             "graph": dataset_section(cfg, dataset, "graph"),
             "basis": basis,
         }
+    if stage == "spectral_train":
+        basis = dataset_section(cfg, dataset, "basis")
+        return {
+            **common,
+            "device": cfg["device"],
+            "graph": dataset_section(cfg, dataset, "graph"),
+            "basis": {k: basis[k] for k in SPECTRAL_BASIS_KEYS},
+            # one baseline's own settings (all of them when no method is named)
+            "baselines": {
+                m: v
+                for m, v in dataset_section(cfg, dataset, "baselines").items()
+                if method not in BASELINE_METHODS or m == method
+            },
+        }
+    if stage == "compare":
+        ev = cfg["evaluate"]
+        return {
+            **common,
+            "device": cfg["device"],
+            "graph": dataset_section(cfg, dataset, "graph"),
+            "basis": dataset_section(cfg, dataset, "basis"),
+            "baselines": dataset_section(cfg, dataset, "baselines"),
+            "compare": dict(cfg["compare"]),
+            "evaluate": {k: v for k, v in ev.items() if k != "nmce"},
+        }
     if stage in NMCE_METHODS:
         return {**common, "device": cfg["device"], "nmce": nmce_params(cfg, dataset, stage)}
     if stage == "evaluate":
@@ -141,7 +181,7 @@ def stage_params_json(
 
 
 # Sections of a stage's params whose own keys are checked (their values are schema-filled).
-CHECKED_SECTIONS = ("graph", "basis", "nmce", "evaluate", "report")
+CHECKED_SECTIONS = ("graph", "basis", "nmce", "evaluate", "report", "compare")
 
 
 def missing_params(

@@ -1,7 +1,8 @@
 """Stage ``report``: gather every ``metrics.json`` into one table and draw the embeddings.
 
 Layout of the report folder (``--out``): ``report.md``, the table as ``metrics.csv`` /
-``metrics.md`` / ``metrics.html`` / ``metrics.json`` (``dvc metrics``), ``comparison.csv`` (one
+``metrics.md`` / ``metrics.html`` / ``metrics.json`` (``dvc metrics``), ``compare.json`` (the
+compare stage's Table 1 summaries, ``dvc metrics``; empty without ``run.compare``), ``comparison.csv`` (one
 row per run: ``dvc plots``' bar chart), ``training/<dataset>_<features>_<method>.csv`` (the
 training logs: ``dvc plots``' curves) and ``figures/<dataset>/<features>/<method>/<figure>.png``
 with ``<figure>`` one of :data:`FIGURES` (``snakemake --report`` reads this layout).
@@ -26,6 +27,7 @@ from ..io import (
     write_json,
     write_text,
 )
+from .report_compare import compare_section
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,7 @@ CURVES = (
     ("loss", "inlier_ratio", "heldout_error"),
     ("loss", "inlier_ratio", "residual"),  # BASiS logs written before the held-out error
     ("loss", "effective_rank", "similarity"),
+    ("loss", "lr", "seconds"),  # the baselines (spectral_train)
 )
 
 
@@ -320,7 +323,14 @@ def _training_figures(row: dict[str, Any], out: Path) -> list[Path]:
     return figs
 
 
-def run_report(params: dict[str, Any], metrics_files: list[Path], out_dir: Path) -> Path:
+def run_report(
+    params: dict[str, Any],
+    metrics_files: list[Path],
+    out_dir: Path,
+    compare: list[Path] | tuple[Path, ...] = (),
+) -> Path:
+    """Write the report (module docstring); ``compare``: the compare stage's compare.json
+    files, drawn as the comparison section and summarised in ``compare.json``."""
     out_dir = Path(out_dir)
     for folder in (out_dir, out_dir / "figures", out_dir / "training"):
         folder.mkdir(parents=True, exist_ok=True)  # declared outputs, even when empty
@@ -366,9 +376,19 @@ def run_report(params: dict[str, Any], metrics_files: list[Path], out_dir: Path)
         "## Figures",
         "",
     ]
+    compare_lines, compare_summary, compare_figures = compare_section(
+        [Path(p) for p in compare], out_dir, _save, _pyplot
+    )
+    write_json(out_dir / "compare.json", compare_summary)
     lines += [
         f"![{f.relative_to(out_dir).with_suffix('')}]({f.relative_to(out_dir)})" for f in figures
     ]
+    if compare_lines:
+        lines += ["", *compare_lines]
+        lines += [
+            f"![{f.relative_to(out_dir).with_suffix('')}]({f.relative_to(out_dir)})"
+            for f in compare_figures
+        ]
     report = out_dir / "report.md"
     write_text(report, "\n".join(lines) + "\n")
     log.info("report: %d rows, %d figures -> %s", len(rows), len(figures), report)
