@@ -18,6 +18,7 @@ from basis_nmce.features import raw_features
 from basis_nmce.io import load_npz, save_npz
 from basis_nmce.nmce import load_network
 from basis_nmce.stages import nmce as stages
+from basis_nmce.stages.evaluate import run_evaluate_nmce
 from basis_nmce.stages.features import run_features
 from basis_nmce.stages.params import stage_params
 
@@ -65,7 +66,7 @@ def _params(cfg: dict, stage: str, method: str | None = None) -> dict:
 
 def _evaluate(cfg, method, folder: Path, prepared, features) -> dict:
     out = folder / "metrics" / method / "metrics.json"
-    return stages.run_evaluate_nmce(
+    return run_evaluate_nmce(
         _params(cfg, "evaluate", method),
         method,
         folder / method / "embedding.npz",
@@ -298,7 +299,7 @@ def test_images_with_a_cnn_and_augmented_copies(tmp_path):
     )
     params = stage_params(cfg, "nmce_tcr", "tiny", "raw")
     stages.run_nmce_tcr(params, None, prepared, tmp_path / "nmce_tcr/embedding.npz")
-    m = stages.run_evaluate_nmce(
+    m = run_evaluate_nmce(
         stage_params(cfg, "evaluate", "tiny", "raw", "nmce_tcr"),
         "nmce_tcr",
         tmp_path / "nmce_tcr/embedding.npz",

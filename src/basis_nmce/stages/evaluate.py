@@ -16,13 +16,14 @@ graph's density, k_b and the sigma neighbour scaled by n_test / m
 test graph's density) the two protocols nearly coincide; with ``same_k`` they differ.
 
 The NMCE methods (``nmce_tcr``, ``nmce_cluster``, ``nmce_finetune``) are scored by
-:func:`basis_nmce.stages.nmce.run_evaluate_nmce` instead (cluster head, kNN / SVM /
-nearest-subspace accuracies, subspace clustering; test split); they need no reference.
+:func:`run_evaluate_nmce` instead (cluster head, kNN / SVM / nearest-subspace accuracies,
+subspace clustering, :mod:`basis_nmce.evaluation.nmce`; test split); they need no reference.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,23 @@ from basis_nmce.evaluation.metrics import (
     orthogonality,
     orthogonality_authors,
 )
+from basis_nmce.evaluation.nmce import (
+    PROTOCOLS,
+    cluster_scores,
+    embed_augmented,
+    feature_scores,
+    nearsub_components,
+    subspace_clusters,
+)
 from basis_nmce.graph.batch import matched_graph
 from basis_nmce.graph.laplacian import spectral_embedding
+from basis_nmce.nmce.inputs import augmenter_from, network_inputs, resolve_n_clusters
+from basis_nmce.nmce.networks import load_network
 
 from .. import data
 from ..errors import ConfigError
 from ..io import load_npz, read_json, save_npz, write_json
+from ..models import resolve_device
 from .params import NMCE_METHODS
 
 log = logging.getLogger(__name__)
@@ -124,8 +136,6 @@ def run_evaluate(
 ) -> dict[str, Any]:
     """Write ``out`` (metrics.json) and, beside it, ``predictions.npz`` (k-means clusters)."""
     if method in NMCE_METHODS:
-        from .nmce import run_evaluate_nmce
-
         return run_evaluate_nmce(params, method, embedding, prepared, out, features)
     if reference is None:
         raise ConfigError(f"evaluate {method}: needs --reference (the analytic embedding.npz)")
@@ -180,5 +190,106 @@ def run_evaluate(
         metrics["orthogonality"],
         metrics.get("nmi"),
         metrics.get("acc"),
+    )
+    return metrics
+
+
+def run_evaluate_nmce(
+    params: dict[str, Any],
+    method: str,
+    embedding: Path,
+    prepared: Path,
+    out: Path,
+    features: Path | None = None,
+) -> dict[str, Any]:
+    """Score an NMCE method on the test split; write ``out`` (metrics.json) and, beside it,
+    ``predictions.npz`` (``clusters_test``: the cluster head's, else the subspace clustering's
+    with -1 for points outside its subsample).
+
+    ``acc`` / ``nmi`` / ``ari``: Hungarian accuracy, NMI (max-normalised, also as ``nmi_max``;
+    ``nmi_arithmetic``: scikit-learn's default normalisation, the NMCE code's) and ARI of the
+    cluster head (stages 2-3) on the test split or, for ``nmce_tcr``, of the subspace clustering
+    (``clusters_from`` says which); ``train_*``: the same of the cluster head on the training
+    split (the paper's transductive protocol); ``sc_*`` the subspace clustering's;
+    ``knn_acc`` / ``svm_acc`` / ``nearsub_acc`` the classifiers fitted on the train features
+    and scored on the test features (the SVM on the unit-sphere features as they are, as the
+    MCR^2 code; ``*_aug``: on features averaged over augmented copies). ``protocols`` names
+    what each key measures.
+    """
+    ev = params["evaluate"]["nmce"]
+    seed = int(params["seed"])
+    emb = load_npz(embedding)
+    ds = data.load_prepared(prepared)
+    ztr, zte = emb["train"], emb["test"]
+    n_clusters = resolve_n_clusters(params["nmce"], ds)
+    labelled = ds.n_classes is not None and bool(np.any(ds.y_test >= 0))
+    train_labelled = ds.n_classes is not None and bool(np.any(ds.y_train >= 0))
+    metrics: dict[str, Any] = {
+        "method": method,
+        "dataset": ds.meta.get("name"),
+        "split": "test",
+        "n_train": len(ztr),
+        "n_test": len(zte),
+        "n_components": int(zte.shape[1]),
+        "n_clusters": n_clusters,
+        "nmi": None,
+        "acc": None,
+        "ari": None,
+    }
+    predictions = np.full(len(zte), -1, dtype=np.int64)
+    if "clusters_test" in emb:
+        predictions = emb["clusters_test"].astype(np.int64)
+        metrics["clusters_from"] = "cluster head (argmax of its logits) on the test split"
+        if labelled:
+            metrics.update(cluster_scores(ds.y_test, predictions))
+        if "clusters_train" in emb and train_labelled:
+            train_pred = emb["clusters_train"].astype(np.int64)
+            metrics.update(cluster_scores(ds.y_train, train_pred, prefix="train_"))
+    if ev["subspace_clustering"] != "none":
+        t0 = time.perf_counter()
+        idx, sc = subspace_clusters(ev, zte, n_clusters, seed)
+        metrics["subspace_clustering"] = {
+            "method": ev["subspace_clustering"],
+            "n_points": len(idx),
+            "options": ev.get("subspace_options") or {},
+            "seconds": time.perf_counter() - t0,
+        }
+        if labelled:
+            scores = cluster_scores(ds.y_test[idx], sc)
+            metrics.update({f"sc_{k}": v for k, v in scores.items()})
+        if "clusters_test" not in emb:
+            predictions[idx] = sc
+            metrics["clusters_from"] = (
+                f"subspace clustering ({ev['subspace_clustering']}) of {len(idx)} test points"
+            )
+            if labelled:
+                metrics.update(scores)
+    if labelled and train_labelled:
+        metrics.update(feature_scores(ev, ztr, ds.y_train, zte, ds.y_test, seed))
+        metrics["feature_protocol"] = "fitted on train features, scored on test features"
+        n_train_classes = len(np.unique(ds.y_train[ds.y_train >= 0]))
+        metrics["nearsub_components"] = nearsub_components(ev, zte.shape[1], n_train_classes)
+        copies = int(ev["augmented_copies"])
+        if copies > 0:
+            model, _ = load_network(Path(embedding).parent / "model.pt")
+            model.to(resolve_device(params["device"]))
+            vectors = load_npz(features) if features is not None else None
+            x_tr, x_te = network_inputs(model.spec["name"], ds, vectors)
+            aug = augmenter_from(params["nmce"])
+            batch = int(params["nmce"]["embed_batch"])
+            atr = embed_augmented(model, x_tr, aug, copies, batch, seed)
+            ate = embed_augmented(model, x_te, aug, copies, batch, seed + 1)
+            metrics.update(feature_scores(ev, atr, ds.y_train, ate, ds.y_test, seed, "_aug"))
+            metrics["augmented_copies"] = copies
+    metrics["protocols"] = PROTOCOLS
+    metrics["svm_protocol"] = "raw unit-sphere features (no standardisation)"
+    record_inputs(metrics, embedding, prepared=prepared, features=features)
+    write_evaluation(out, metrics, predictions)
+    log.info(
+        "evaluate %s (test split): acc %s nmi %s knn %s",
+        method,
+        metrics.get("acc"),
+        metrics.get("nmi"),
+        metrics.get("knn_acc"),
     )
     return metrics

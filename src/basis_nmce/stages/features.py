@@ -80,7 +80,7 @@ def _siamese(params: dict[str, Any], ds: data.Dataset, checkpoint: Path | None):
     import torch
 
     from ..features.siamese import resolve_network, siamese_features
-    from .nmce import images_to_tensor
+    from ..nmce.inputs import images_to_tensor
 
     opts = params["features"]
     network = resolve_network(opts["network"], ds.is_image)

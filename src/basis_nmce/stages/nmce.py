@@ -41,30 +41,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from basis_nmce.evaluation.metrics import (
-    clustering_scores,
-    knn_accuracy,
-    nearest_subspace_accuracy,
-    svm_accuracy,
-)
-from basis_nmce.nmce.augment import make_augmenter
-
 from .. import data
 from ..errors import ConfigError
 from ..io import atomic_path, load_npz, read_json, save_npz, sha256_file, write_json
 from ..models import resolve_device
 from ..nmce import (
-    NMCENet,
     TrainConfig,
-    build_network,
     embed,
     embed_and_predict,
     load_network,
     train_tcr,
 )
 from ..nmce.estimator import NMCE
+from ..nmce.inputs import (
+    augmenter_from,
+    network_inputs,
+    new_network,
+    resolve_n_clusters,
+)
 from ..nmce.restarts import restart_checkpoint
-from .evaluate import record_inputs, write_evaluation
 
 log = logging.getLogger(__name__)
 
@@ -87,67 +82,10 @@ LOG_FIELDS = (
 # --------------------------------------------------------------------------- settings
 
 
-def resolve_n_clusters(nmce: dict[str, Any], ds: data.Dataset) -> int:
-    """``nmce.n_clusters``, else the data set's declared class count (never read off labels)."""
-    if nmce.get("n_clusters") is not None:
-        return int(nmce["n_clusters"])
-    if ds.n_classes:
-        return int(ds.n_classes)
-    raise ConfigError(
-        f"nmce.n_clusters: data set {ds.name!r} declares no classes; set nmce.n_clusters"
-    )
-
-
 def train_config(nmce: dict[str, Any], stage: str, seed: int, device: str) -> TrainConfig:
     """The library's :class:`TrainConfig` for ``stage`` (tcr, cluster, finetune) of ``nmce``."""
     n_clusters = int(nmce.get("n_clusters") or 2)
     return NMCE.from_config(nmce, n_clusters, seed, device).train_config(stage)
-
-
-def augmenter_from(nmce: dict[str, Any]):
-    aug = nmce["augmentation"]
-    return make_augmenter(aug.get("kind", "noise"), **(aug.get("options") or {}))
-
-
-def images_to_tensor(x: np.ndarray) -> torch.Tensor:
-    """Prepared images ``(n, H, W)`` / ``(n, H, W, C)`` -> float32 ``(n, C, H, W)`` in [0, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(x))
-    t = t.unsqueeze(1) if t.dim() == 3 else t.permute(0, 3, 1, 2)
-    t = t.to(torch.float32)
-    return t / 255.0 if x.dtype == np.uint8 else t
-
-
-def network_inputs(
-    network: str, ds: data.Dataset, vectors: dict[str, np.ndarray] | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train, test) inputs of ``network``: the given vectors for ``mlp``, else the images."""
-    if network == "mlp":
-        if vectors is None:
-            raise ConfigError("nmce.network mlp reads the features of the rule's kind; none given")
-        return (
-            torch.from_numpy(np.ascontiguousarray(vectors["train"], dtype=np.float32)),
-            torch.from_numpy(np.ascontiguousarray(vectors["test"], dtype=np.float32)),
-        )
-    if not ds.is_image:
-        raise ConfigError(
-            f"nmce.network {network!r} needs images, but data set {ds.name!r} holds vectors; "
-            "use network mlp"
-        )
-    return images_to_tensor(ds.x_train), images_to_tensor(ds.x_test)
-
-
-def new_network(nmce: dict[str, Any], in_shape, n_clusters: int, seed: int) -> NMCENet:
-    try:
-        return build_network(
-            nmce["network"],
-            tuple(in_shape),
-            int(nmce["feature_dim"]),
-            n_clusters,
-            seed=seed,
-            **(nmce.get("network_options") or {}),
-        )
-    except ValueError as exc:
-        raise ConfigError(f"nmce.network: {exc}") from exc
 
 
 def write_log(path: Path, history: list[dict[str, Any]]) -> None:
@@ -370,186 +308,3 @@ def run_nmce_finetune(
 
 
 # --------------------------------------------------------------------------- evaluation
-
-
-@torch.no_grad()
-def embed_augmented(
-    model: NMCENet, x: torch.Tensor, augmenter, copies: int, batch: int, seed: int
-) -> np.ndarray:
-    """Features averaged over ``copies`` augmented views of every row, back on the sphere."""
-    device = next(model.parameters()).device
-    g = torch.Generator(device=device).manual_seed(int(seed))
-    model.eval()
-    out = []
-    for i in range(0, len(x), batch):
-        xb = x[i : i + batch].to(device)
-        z = sum(model(augmenter(xb, generator=g))[0] for _ in range(copies))
-        out.append(torch.nn.functional.normalize(z, dim=1).cpu())
-    return torch.cat(out).numpy()
-
-
-def nearsub_components(ev: dict[str, Any], d: int, n_classes: int) -> int:
-    """Class subspace dimension: the configured one, at most d_z / classes (so that the class
-    subspaces can be independent; one filling the feature space makes the classifier moot)."""
-    return max(1, min(int(ev["nearest_subspace_components"]), d // max(1, n_classes), d - 1))
-
-
-def _feature_scores(
-    ev: dict[str, Any], ztr, ytr, zte, yte, seed: int, suffix: str = ""
-) -> dict[str, float]:
-    d = zte.shape[1]
-    comps = nearsub_components(ev, d, len(np.unique(ytr[ytr >= 0])))
-    return {
-        f"knn_acc{suffix}": knn_accuracy(ztr, ytr, zte, yte, k=int(ev["knn_k"])),
-        f"svm_acc{suffix}": svm_accuracy(ztr, ytr, zte, yte, seed=seed, standardize=False),
-        f"nearsub_acc{suffix}": nearest_subspace_accuracy(ztr, ytr, zte, yte, n_components=comps),
-    }
-
-
-def cluster_scores(y: np.ndarray, pred: np.ndarray, prefix: str = "") -> dict[str, Any]:
-    """ACC, ARI and NMI under both normalisations: ``nmi`` = ``nmi_max`` (max(H), BASiS
-    Eq. 18, every NMI of this package) and ``nmi_arithmetic`` (scikit-learn's default, the
-    NMCE / MCR^2 code's), each key with ``prefix``."""
-    scores = clustering_scores(y, pred)
-    arithmetic = clustering_scores(y, pred, average_method="arithmetic")["nmi"]
-    out = {**scores, "nmi_max": scores["nmi"], "nmi_arithmetic": arithmetic}
-    return {f"{prefix}{k}": v for k, v in out.items()}
-
-
-#: what each score of an NMCE metrics.json measures (written into it as ``protocols``)
-PROTOCOLS = {
-    "acc, nmi, nmi_max, nmi_arithmetic, ari": "cluster head on the held-out test split (ours)",
-    "train_acc, train_nmi, train_nmi_max, train_nmi_arithmetic, train_ari": (
-        "cluster head on the training split it was trained on (the NMCE paper's transductive "
-        "protocol: the authors' code scores clustering on the training set)"
-    ),
-    "nmi, nmi_max": "normalised by max(H(Y), H(C)) (BASiS Eq. 18)",
-    "nmi_arithmetic": (
-        "normalised by the arithmetic mean of H(Y), H(C) (scikit-learn's default, the NMCE "
-        "authors' code)"
-    ),
-    "svm_acc": (
-        "LinearSVC (C 1) on the unit-sphere features as they are (the MCR^2 / NMCE protocol), "
-        "fitted on train, scored on test"
-    ),
-    "knn_acc, nearsub_acc": "fitted on train features, scored on test features",
-}
-
-
-def _subspace_clusters(
-    ev: dict[str, Any], z: np.ndarray, n_clusters: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(indices clustered, their labels): a seeded subsample of at most subspace_max_points."""
-    from ..evaluation.subspace_clustering import subspace_clustering
-
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.permutation(len(z))[: int(ev["subspace_max_points"])])
-    labels = subspace_clustering(
-        z[idx],
-        n_clusters,
-        method=ev["subspace_clustering"],
-        seed=seed,
-        **(ev.get("subspace_options") or {}),
-    )
-    return idx, labels
-
-
-def run_evaluate_nmce(
-    params: dict[str, Any],
-    method: str,
-    embedding: Path,
-    prepared: Path,
-    out: Path,
-    features: Path | None = None,
-) -> dict[str, Any]:
-    """Score an NMCE method on the test split; write ``out`` (metrics.json) and, beside it,
-    ``predictions.npz`` (``clusters_test``: the cluster head's, else the subspace clustering's
-    with -1 for points outside its subsample).
-
-    ``acc`` / ``nmi`` / ``ari``: Hungarian accuracy, NMI (max-normalised, also as ``nmi_max``;
-    ``nmi_arithmetic``: scikit-learn's default normalisation, the NMCE code's) and ARI of the
-    cluster head (stages 2-3) on the test split or, for ``nmce_tcr``, of the subspace clustering
-    (``clusters_from`` says which); ``train_*``: the same of the cluster head on the training
-    split (the paper's transductive protocol); ``sc_*`` the subspace clustering's;
-    ``knn_acc`` / ``svm_acc`` / ``nearsub_acc`` the classifiers fitted on the train features
-    and scored on the test features (the SVM on the unit-sphere features as they are, as the
-    MCR^2 code; ``*_aug``: on features averaged over augmented copies). ``protocols`` names
-    what each key measures.
-    """
-    ev = params["evaluate"]["nmce"]
-    seed = int(params["seed"])
-    emb = load_npz(embedding)
-    ds = data.load_prepared(prepared)
-    ztr, zte = emb["train"], emb["test"]
-    n_clusters = resolve_n_clusters(params["nmce"], ds)
-    labelled = ds.n_classes is not None and bool(np.any(ds.y_test >= 0))
-    train_labelled = ds.n_classes is not None and bool(np.any(ds.y_train >= 0))
-    metrics: dict[str, Any] = {
-        "method": method,
-        "dataset": ds.meta.get("name"),
-        "split": "test",
-        "n_train": len(ztr),
-        "n_test": len(zte),
-        "n_components": int(zte.shape[1]),
-        "n_clusters": n_clusters,
-        "nmi": None,
-        "acc": None,
-        "ari": None,
-    }
-    predictions = np.full(len(zte), -1, dtype=np.int64)
-    if "clusters_test" in emb:
-        predictions = emb["clusters_test"].astype(np.int64)
-        metrics["clusters_from"] = "cluster head (argmax of its logits) on the test split"
-        if labelled:
-            metrics.update(cluster_scores(ds.y_test, predictions))
-        if "clusters_train" in emb and train_labelled:
-            train_pred = emb["clusters_train"].astype(np.int64)
-            metrics.update(cluster_scores(ds.y_train, train_pred, prefix="train_"))
-    if ev["subspace_clustering"] != "none":
-        t0 = time.perf_counter()
-        idx, sc = _subspace_clusters(ev, zte, n_clusters, seed)
-        metrics["subspace_clustering"] = {
-            "method": ev["subspace_clustering"],
-            "n_points": len(idx),
-            "options": ev.get("subspace_options") or {},
-            "seconds": time.perf_counter() - t0,
-        }
-        if labelled:
-            scores = cluster_scores(ds.y_test[idx], sc)
-            metrics.update({f"sc_{k}": v for k, v in scores.items()})
-        if "clusters_test" not in emb:
-            predictions[idx] = sc
-            metrics["clusters_from"] = (
-                f"subspace clustering ({ev['subspace_clustering']}) of {len(idx)} test points"
-            )
-            if labelled:
-                metrics.update(scores)
-    if labelled and train_labelled:
-        metrics.update(_feature_scores(ev, ztr, ds.y_train, zte, ds.y_test, seed))
-        metrics["feature_protocol"] = "fitted on train features, scored on test features"
-        n_train_classes = len(np.unique(ds.y_train[ds.y_train >= 0]))
-        metrics["nearsub_components"] = nearsub_components(ev, zte.shape[1], n_train_classes)
-        copies = int(ev["augmented_copies"])
-        if copies > 0:
-            model, _ = load_network(Path(embedding).parent / "model.pt")
-            model.to(resolve_device(params["device"]))
-            vectors = load_npz(features) if features is not None else None
-            x_tr, x_te = network_inputs(model.spec["name"], ds, vectors)
-            aug = augmenter_from(params["nmce"])
-            batch = int(params["nmce"]["embed_batch"])
-            atr = embed_augmented(model, x_tr, aug, copies, batch, seed)
-            ate = embed_augmented(model, x_te, aug, copies, batch, seed + 1)
-            metrics.update(_feature_scores(ev, atr, ds.y_train, ate, ds.y_test, seed, "_aug"))
-            metrics["augmented_copies"] = copies
-    metrics["protocols"] = PROTOCOLS
-    metrics["svm_protocol"] = "raw unit-sphere features (no standardisation)"
-    record_inputs(metrics, embedding, prepared=prepared, features=features)
-    write_evaluation(out, metrics, predictions)
-    log.info(
-        "evaluate %s (test split): acc %s nmi %s knn %s",
-        method,
-        metrics.get("acc"),
-        metrics.get("nmi"),
-        metrics.get("knn_acc"),
-    )
-    return metrics
