@@ -105,6 +105,7 @@ TINY_CONFIG = {
         "finetune": {"steps": 4},
     },
     # The baselines and the comparison on BASiS's tiny settings: 2 seeds, a 2-point sweep.
+    "baselines": {"specnet2": {"rotation": "train"}},
     "compare": {"seeds": 2, "neighbors": [8, 12], "sweep_seeds": 1},
     "evaluate": {"linear_probe_epochs": 50},
     "report": {"max_points": 200},

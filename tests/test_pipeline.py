@@ -66,6 +66,7 @@ def test_new_mtimes_alone_do_not_rerun(built):
 def test_changed_param_reruns_only_its_stage_and_downstream(built):
     assert planned_rules(built, "--config", "evaluate={kmeans_n_init: 3}") == {
         "evaluate",
+        "compare",  # scores as evaluate does
         "report",
     }
     assert planned_rules(built, "--config", "graph={sigma_neighbor: 5}") >= {

@@ -12,6 +12,7 @@ them as Markdown, CSV and JSON.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,6 +24,8 @@ from basis_nmce.evaluation.metrics import embedding_metrics, grassmann_distance
 from basis_nmce.graph.batch import matched_graph
 from basis_nmce.graph.laplacian import spectral_embedding
 from basis_nmce.io import write_json, write_text
+
+log = logging.getLogger(__name__)
 
 METHODS = ("BASiS", "SpectralNet", "SpecNet2", "DiffusionNet")
 COLUMNS = (
@@ -137,6 +140,15 @@ def compare(
             row["grassmann_matched"] = grassmann_distance(z_te, matched_cache[key])
             row["train_seconds"] = seconds
             rows.append(row)
+            log.info(
+                "%s seed %d: fit %.1fs, d_G %.4f, d_perp %.4f, nmi %s",
+                name,
+                seed,
+                seconds,
+                row["grassmann"],
+                row["orthogonality"],
+                row["nmi"],
+            )
     return rows
 
 

@@ -10,7 +10,6 @@ background thread computes the next ones while the current step runs.
 from __future__ import annotations
 
 import contextlib
-import csv
 import functools
 import logging
 import math
@@ -21,27 +20,27 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
 from basis_nmce.errors import BasisNmceError, ConfigError, DataError
-from basis_nmce.graph.batch import batch_graph as derive_batch_graph
 from basis_nmce.graph.laplacian import batch_spectral_embedding
 from basis_nmce.io import (
-    atomic_path,
     load_checkpoint,
-    load_model,
-    load_npy,
     save_checkpoint,
-    save_model,
 )
 from basis_nmce.models import MLP, resolve_device
 from basis_nmce.spectral import batch_limits
 from basis_nmce.spectral.align import apply_affine, ransac_affine
 from basis_nmce.spectral.anchors import ANCHOR_STRATEGIES, Reference, build_reference, rows
+from basis_nmce.spectral.estimator import (
+    SpectralEstimator,
+    check_array,
+    progress_bar,
+    write_history,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +143,7 @@ def _forked_target(step: int, m: int) -> tuple[BatchTarget, list[tuple[float, fl
     return bt, est._guard.state()
 
 
-class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
+class BASiS(SpectralEstimator):
     """Learn the leading Laplacian eigenvectors from aligned mini-batches (scikit-learn API).
 
     Defaults are the paper's (Sec. 5.2, 7.3.3) where it has one: kNN 50, sigma from the 7th
@@ -172,6 +171,9 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
     (``auto`` otherwise; ``thread``) or not at all (``False``); the targets, and so the fit,
     are the same either way.
     """
+
+    #: columns of the per-step training log (``history_``, ``log.csv``)
+    LOG_FIELDS: ClassVar[tuple[str, ...]] = LOG_FIELDS
 
     def __init__(
         self,
@@ -237,33 +239,6 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         self.checkpoint_every = checkpoint_every
         self.prefetch = prefetch
         self.verbose = verbose
-
-    # ----------------------------------------------------------------- helpers
-    @property
-    def graph_kwargs(self) -> dict[str, Any]:
-        """The graph the user means (over ``graph_size`` points); batches use
-        :meth:`batch_graph_kwargs`."""
-        return {
-            "n_neighbors": self.n_neighbors,
-            "sigma_mode": self.sigma_mode,
-            "sigma_neighbor": self.sigma_neighbor,
-            "sigma_value": self.sigma_value,
-            "symmetrize": self.symmetrize,
-            "kernel": self.kernel,
-            "laplacian": self.laplacian,
-            "drop_first": self.drop_first,
-        }
-
-    def batch_graph_kwargs(self, n: int) -> dict[str, Any]:
-        """The graph each batch is built with, for ``n`` training points (``batch_graph``)."""
-        m = min(int(self.batch_size), n)
-        return derive_batch_graph(self.graph_kwargs, m, int(self.graph_size or n), self.batch_graph)
-
-    def _seed(self) -> int:
-        return 0 if self.random_state is None else int(self.random_state)
-
-    def _n_clusters(self) -> int:
-        return int(self.n_clusters or self.n_components + int(bool(self.drop_first)))
 
     def _check_params(self, n: int) -> tuple[int, int]:
         if self.anchor_strategy not in ANCHOR_STRATEGIES:
@@ -455,7 +430,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         batch and in the reference, so their part of ``c_r`` stays; what goes is the sampling
         offset of the reference's ``m - l`` other points.
         """
-        x = _check_array(X, "X")
+        x = check_array(X, "X")
         n = len(x)
         m, n_anchors = self._check_params(n)
         self.device_ = resolve_device(self.device)
@@ -533,7 +508,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
             else np.zeros(self.n_components)
         )
         if log_csv:
-            write_history(log_csv, history)
+            write_history(log_csv, history, LOG_FIELDS)
         self.model_.eval()
         self._fit_kmeans(x)
         return self
@@ -541,7 +516,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
     def _train(self, x, ref, m, start, history, trace, opt, sched, saving):
         """Algorithm 1 lines 4-11 from step ``start``: one MSE step per aligned batch."""
         checkpoint, fingerprint = saving
-        progress = _progress(self.n_iter, start, self.verbose)
+        progress = progress_bar("BASiS", self.n_iter, start, self.verbose)
         t0 = time.perf_counter()
         for step, bt in enumerate(self._targets(x, ref, start, m), start=start):
             xb = rows(x, bt.index, self.device_)
@@ -607,120 +582,25 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         h.update(np.ascontiguousarray(ref.anchor_embedding, dtype=np.float64).tobytes())
         return h.hexdigest()
 
-    def _fit_kmeans(self, x) -> None:
-        from sklearn.cluster import KMeans
-
-        rng = np.random.default_rng([self._seed(), 0xC1])
-        sub = np.sort(rng.permutation(len(x))[: min(len(x), 20000)])
-        emb = self.transform(x[sub] if not isinstance(x, torch.Tensor) else x[torch.as_tensor(sub)])
-        if not self.drop_first and emb.shape[1] > 1:
-            emb = emb[:, 1:]  # column 0 is the trivial eigenvector: no cluster structure
-        km = KMeans(self._n_clusters(), n_init=10, random_state=self._seed()).fit(emb)
-        self.cluster_centers_ = km.cluster_centers_.astype(np.float64)
-
-    # ------------------------------------------------------------ inference
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError("this BASiS instance is not fitted yet; call fit(X) first")
-
-    @torch.no_grad()
-    def transform(self, X, chunk_size: int = 8192) -> np.ndarray:
-        """Embed any number of points (numpy, memory-mapped .npy or tensor), chunk by chunk."""
-        self._check_fitted()
-        X = _check_array(X, "X", self.n_features_in_)
-        n = len(X)
-        device = getattr(self, "device_", torch.device("cpu"))
-        out = np.empty((n, self.n_components), dtype=np.float32)
-        self.model_.eval()
-        for s in range(0, n, chunk_size):
-            xb = torch.from_numpy(np.array(X[s : s + chunk_size], dtype=np.float32)).to(device)
-            out[s : s + chunk_size] = self.model_(xb).cpu().numpy()
+    # ------------------------------------------------------- estimator hooks
+    def _head(self, out: torch.Tensor) -> torch.Tensor:
+        """The network output less ``offset_`` (``recenter``, see :meth:`fit`)."""
         offset = getattr(self, "offset_", None)
-        if offset is not None:
-            out -= offset.astype(np.float32)
-        return out
+        return out if offset is None else out - torch.as_tensor(offset, dtype=out.dtype)
 
-    def predict(self, X) -> np.ndarray:
-        """Cluster labels: k-means (fitted on the training embedding) on the embedding of X."""
-        return self.clusters_of(self.transform(X))
-
-    def clusters_of(self, embedding: np.ndarray) -> np.ndarray:
-        """Cluster labels of points already embedded by :meth:`transform` (nearest centre).
-
-        With ``drop_first=False`` the centres live in the non-trivial columns (1..K-1): the
-        trivial eigenvector (column 0) carries no cluster structure."""
-        self._check_fitted()
-        emb = _check_array(embedding, "embedding", self.n_components).astype(np.float64)
-        c = np.asarray(self.cluster_centers_, dtype=np.float64)
-        emb = emb[:, emb.shape[1] - c.shape[1] :]  # models saved before the fix: all columns
-        d2 = (emb**2).sum(1)[:, None] - 2 * emb @ c.T + (c**2).sum(1)[None, :]
-        return np.argmin(d2, axis=1)
-
-    def fit_predict(self, X, y=None, **kwargs) -> np.ndarray:
-        return self.fit(X, y, **kwargs).predict(X)
-
-    # -------------------------------------------------------------- persist
-    def save(self, path: str | Path) -> None:
-        """State dict in ``path`` (torch), hyper-parameters and k-means in ``path``.json."""
-        self._check_fitted()
-        params = self.get_params()
-        params["hidden"] = list(params["hidden"])
-        meta = {
-            "class": "BASiS",
-            "params": params,
-            "n_features_in": self.n_features_in_,
+    def _extra_meta(self) -> dict[str, Any]:
+        return {
             "eigenvalues": np.asarray(self.eigenvalues_).tolist(),
-            "cluster_centers": self.cluster_centers_.tolist(),
             "offset": np.asarray(getattr(self, "offset_", np.zeros(self.n_components))).tolist(),
-            "n_iter": getattr(self, "n_iter_", None),
             "rejected_batches": getattr(self, "rejected_batches_", None),
-            "resumed_from": getattr(self, "resumed_from_", None),
-            "history": list(getattr(self, "history_", [])),
         }
-        save_model(path, self.model_.state_dict(), meta)
 
-    @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> BASiS:
-        """Load a model saved by :meth:`save`; never unpickles code (``weights_only``).
-
-        Restores the network, the fitted attributes (``n_features_in_``, ``eigenvalues_``,
-        ``cluster_centers_``, ``offset_``, ``history_``, ``n_iter_``, ``rejected_batches_``,
-        ``resumed_from_``) and every parameter; not ``reference_`` or ``anchor_trace_``.
-        """
-        hint = "save the estimator again with BASiS.save (model.pt and model.json together)"
-        state, meta = load_model(path, hint=hint)
-        if meta.get("class") != "BASiS":
-            raise DataError(
-                f"{path}: not a BASiS model (class {meta.get('class')!r} in "
-                f"{Path(path).with_suffix('.json').name}); load it with the code that saved it"
-            )
-        missing = [k for k in _SAVED_KEYS if k not in meta]
-        if missing:
-            raise DataError(
-                f"{Path(path).with_suffix('.json')}: lacks {', '.join(missing)}; {hint}"
-            )
-        params = dict(meta["params"])
-        params["hidden"] = tuple(params["hidden"])
-        params["device"] = device
-        try:
-            est = cls(**params)
-            est.device_ = resolve_device(device)
-            est.n_features_in_ = int(meta["n_features_in"])
-            est.model_ = MLP(est.n_features_in_, est.n_components, est.hidden).to(est.device_)
-            est.model_.load_state_dict(state)
-        except (TypeError, RuntimeError) as e:
-            raise DataError(f"{path}: does not match the settings in its JSON ({e}); {hint}") from e
-        est.model_.eval()
-        est.eigenvalues_ = np.asarray(meta["eigenvalues"])
-        est.cluster_centers_ = np.asarray(meta["cluster_centers"], dtype=np.float64)
-        est.offset_ = np.asarray(meta.get("offset", np.zeros(est.n_components)), dtype=np.float64)
-        est.history_ = [dict(h) for h in meta.get("history", [])]
-        est.n_iter_ = meta.get("n_iter")
-        est.rejected_batches_ = meta.get("rejected_batches")
-        est.resumed_from_ = meta.get("resumed_from")
-        return est
+    def _set_extra_meta(self, meta: dict[str, Any]) -> None:
+        if "eigenvalues" not in meta:
+            raise KeyError("eigenvalues")
+        self.eigenvalues_ = np.asarray(meta["eigenvalues"])
+        self.offset_ = np.asarray(meta.get("offset", np.zeros(self.n_components)), dtype=np.float64)
+        self.rejected_batches_ = meta.get("rejected_batches")
 
 
 def _skip_anchors(candidates: np.ndarray, sorted_anchors: np.ndarray) -> np.ndarray:
@@ -752,65 +632,3 @@ def _check_reference(ref: Reference, n: int, m: int, n_components: int) -> Refer
             f"{len(ref.anchor_index)} anchors do not leave room for fresh points in a batch of {m}"
         )
     return ref
-
-
-_SAVED_KEYS = ("params", "n_features_in", "eigenvalues", "cluster_centers")
-
-
-def _check_array(X, name: str, n_features: int | None = None):
-    """``X`` as scikit-learn's ``check_array`` would accept it: 2-D, numeric, finite, not
-    empty, ``n_features`` columns when given. Lists, tensors and arrays become float32; a
-    path or memory-mapped ``.npy`` stays memory-mapped (checked chunk by chunk)."""
-    from sklearn.utils import check_array
-
-    if isinstance(X, str | Path):
-        X = load_npy(X, what=f"{name}: a 2-D numeric .npy array")
-    if isinstance(X, torch.Tensor):
-        X = X.detach().cpu().numpy()
-    if isinstance(X, np.memmap):
-        if X.ndim != 2 or not len(X) or not X.shape[1]:
-            raise DataError(f"{name} must be a non-empty 2-D array (n, d); got shape {X.shape}")
-        if not (np.issubdtype(X.dtype, np.integer) or np.issubdtype(X.dtype, np.floating)):
-            raise DataError(f"{name} must hold real numbers; got dtype {X.dtype}")
-    else:
-        try:
-            if np.ndim(X) != 2:
-                raise DataError(
-                    f"{name} must be 2-D (n_samples, n_features); got shape {np.shape(X)}: "
-                    "reshape(1, -1) makes one sample a row, reshape(-1, 1) one feature a column"
-                )
-            with np.errstate(over="ignore"):  # overflow to inf is reported below
-                X = check_array(X, dtype=np.float32, ensure_all_finite=False, input_name=name)
-        except DataError:
-            raise
-        except (TypeError, ValueError) as e:  # ragged lists, strings, complex numbers
-            raise DataError(f"{name}: {e}") from e
-    for start in range(0, len(X), 65536):  # chunks: a memory-mapped X is never all in RAM
-        finite = np.isfinite(np.asarray(X[start : start + 65536])).all(axis=1)
-        if not finite.all():
-            raise DataError(
-                f"{name} contains NaN or infinite values (first in row "
-                f"{start + int(np.argmin(finite))}; values beyond the float32 range overflow "
-                "to inf); remove or impute them first"
-            )
-    if n_features is not None and X.shape[1] != n_features:
-        raise DataError(
-            f"{name} has {X.shape[1]} features per row (shape {tuple(X.shape)}), but this model "
-            f"was fitted on {n_features}; pass data with the fitted features"
-        )
-    return X
-
-
-def write_history(path: str | Path, history: list[dict[str, float]]) -> None:
-    """The per-step training log as CSV (what `dvc plots` and the report draw)."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-        w.writeheader()
-        for row in history:
-            w.writerow({k: row[k] for k in LOG_FIELDS})
-
-
-def _progress(total: int, start: int, verbose: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=start, disable=not verbose, desc="BASiS", unit="it")

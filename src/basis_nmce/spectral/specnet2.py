@@ -239,10 +239,10 @@ class SpecNet2(NeuralSpectralEstimator):
         itself with ``X``'s own graph (``"test"``, the BASiS paper's protocol)."""
         if self.rotation == "train":
             return super().transform(X, chunk_size)
-        from .basis import _check_array
+        from .estimator import check_array
 
         self._check_fitted()
-        X = _check_array(X, "X", self.n_features_in_)
+        X = check_array(X, "X", self.n_features_in_)
         O, _ = self.rotation_on(X, int(self.graph_size_ or len(X)))
         return (self._network_output_raw(X) @ O).astype(np.float32)
 

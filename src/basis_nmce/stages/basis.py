@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from basis_nmce.spectral.anchors import build_reference, load_reference, save_reference
-from basis_nmce.spectral.basis import BASiS, write_history
+from basis_nmce.spectral.basis import BASiS
 from basis_nmce.spectral.batch_limits import PIPELINE, plan_batch
+from basis_nmce.spectral.estimator import write_history
 
 from .. import data
 from ..io import load_npz, save_npz, write_json
@@ -205,7 +206,7 @@ def run_basis_train(
     t0 = time.perf_counter()
     est.fit(feats["train"], ds.y_train, reference=ref, checkpoint=checkpoint)
     seconds = time.perf_counter() - t0
-    write_history(folder / "log.csv", est.history_)
+    write_history(folder / "log.csv", est.history_, est.LOG_FIELDS)
     arrays = {split: est.transform(feats[split]) for split in ("train", "test")}
     for split in ("train", "test"):
         arrays[f"clusters_{split}"] = est.clusters_of(arrays[split])
