@@ -144,12 +144,18 @@ def test_repro_one_stage_and_a_single_stage(pipeline, tmp_path):
     text = out.stdout + out.stderr
     assert dvc_stages_run(text) == ["report"]
     assert jobs_run(text) == Counter(report=1)
-    # A key four stages read: `-s` runs just the named stage; DVC still sees the others stale.
+    # A key six stages read: `-s` runs just the named stage; DVC still sees the others stale.
     _set(clone, "graph.sigma_neighbor", 5)
     out = run([*DVC, "repro", "-s", "analytic"], clone)
     text = out.stdout + out.stderr
     assert dvc_stages_run(text) == ["analytic"]
     assert jobs_run(text) == Counter(analytic=2)
     status = json.loads(run([*DVC, "status", "--json"], clone).stdout)
-    assert set(status) == {"basis_reference", "basis_train", "evaluate"}
+    assert set(status) == {
+        "basis_reference",
+        "basis_train",
+        "spectral_train",
+        "evaluate",
+        "compare",
+    }
     git(clone, "checkout", "config.yaml")

@@ -54,7 +54,15 @@ def test_report_holds_every_figure_and_table_with_a_caption(built, report):
     assert figures, "the report stage drew no figure"
     assert set(results) == figures | {"results/report/metrics.html"}
     assert set(categories) == {"Figures", "Tables"}
-    assert set(categories["Figures"]) == {"embedding", "training", "anchors", "grid"}
+    # BASiS's, the trained methods', and the comparison's (Table 1 and the Fig. 4 sweep)
+    assert set(categories["Figures"]) == {
+        "embedding",
+        "training",
+        "anchors",
+        "grid",
+        "table",
+        "sweep",
+    }
     for path, entry in results.items():
         caption = re.sub(r"<[^>]+>", "", entry["caption"])
         assert len(caption) > 80, f"{path}: no caption"
