@@ -118,7 +118,7 @@ def estimator_from_params(
 ) -> BASiS:
     """The :class:`BASiS` estimator a pipeline config describes (the reference stage reads only
     its graph settings; training settings it does not receive are left at their defaults)."""
-    graph, basis = params["graph"], params["basis"]
+    basis = params["basis"]
     train = {
         key: basis[key]
         for key in (
@@ -138,24 +138,35 @@ def estimator_from_params(
     if "hidden" in basis:
         train["hidden"] = tuple(basis["hidden"])
     return BASiS(
-        n_components=n_components,
-        n_neighbors=graph["n_neighbors"],
-        sigma_neighbor=graph["sigma_neighbor"],
-        laplacian=graph["laplacian"],
-        batch_size=basis["batch_size"],
+        **shared_params(params, n_components, graph_size),
         n_anchors=n_anchors,
         anchor_strategy=basis["anchor_strategy"],
-        random_state=params["seed"],
-        device=params["device"],
-        sigma_mode=graph["sigma_mode"],
-        sigma_value=graph.get("sigma_value"),
-        symmetrize=graph["symmetrize"],
-        kernel=graph["kernel"],
-        drop_first=graph["drop_first"],
-        batch_graph=basis["batch_graph"],
-        graph_size=graph_size,
         **train,
     )
+
+
+def shared_params(
+    params: dict[str, Any], n_components: int, graph_size: int | None
+) -> dict[str, Any]:
+    """The constructor parameters every spectral estimator takes from a stage's params: the
+    graph (``graph``), K, the batch size and batch-graph rule (``basis``), seed and device."""
+    graph, basis = params["graph"], params["basis"]
+    return {
+        "n_components": n_components,
+        "n_neighbors": graph["n_neighbors"],
+        "sigma_neighbor": graph["sigma_neighbor"],
+        "laplacian": graph["laplacian"],
+        "batch_size": basis["batch_size"],
+        "random_state": params["seed"],
+        "device": params["device"],
+        "sigma_mode": graph["sigma_mode"],
+        "sigma_value": graph.get("sigma_value"),
+        "symmetrize": graph["symmetrize"],
+        "kernel": graph["kernel"],
+        "drop_first": graph["drop_first"],
+        "batch_graph": basis["batch_graph"],
+        "graph_size": graph_size,
+    }
 
 
 def _value_grid(est: BASiS, x: np.ndarray) -> dict[str, np.ndarray]:

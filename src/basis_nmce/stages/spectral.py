@@ -18,7 +18,7 @@ from basis_nmce.spectral import DiffusionNet, NeuralSpectralEstimator, SpecNet2,
 
 from .. import data
 from ..io import load_npz, save_npz, write_json
-from .basis import _setup, graph_size
+from .basis import _setup, graph_size, shared_params
 
 log = logging.getLogger(__name__)
 
@@ -36,27 +36,13 @@ def baseline_from_params(
     method: str, params: dict[str, Any], n_components: int, graph_size: int | None = None
 ) -> NeuralSpectralEstimator:
     """The estimator of pipeline method ``method`` that a stage's params describe."""
-    graph, basis = params["graph"], params["basis"]
-    own = dict(params["baselines"][method])
+    basis = params["basis"]
     return BASELINES[method](
-        n_components=n_components,
-        n_neighbors=graph["n_neighbors"],
-        sigma_neighbor=graph["sigma_neighbor"],
-        laplacian=graph["laplacian"],
-        batch_size=basis["batch_size"],
+        **shared_params(params, n_components, graph_size),
         n_iter=basis["n_iter"],
         hidden=tuple(basis["hidden"]),
-        random_state=params["seed"],
-        device=params["device"],
-        sigma_mode=graph["sigma_mode"],
-        sigma_value=graph.get("sigma_value"),
-        symmetrize=graph["symmetrize"],
-        kernel=graph["kernel"],
-        drop_first=graph["drop_first"],
-        batch_graph=basis["batch_graph"],
-        graph_size=graph_size,
         checkpoint_every=basis.get("checkpoint_every", 100),
-        **own,
+        **params["baselines"][method],
     )
 
 
