@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 STAGE_FOLDERS := data/raw data/prepared $(addprefix results/,features analytic basis_reference \
 	basis_train nmce_tcr nmce_cluster nmce_finetune evaluate report)
 
-.PHONY: run test test-cluster lint format venv stage-folders report pull clean dvc-repro bench help
+.PHONY: run run-rotating run-joint test test-cluster lint format venv stage-folders report pull clean dvc-repro bench help
 
 help:
 	@echo "make run          - create $(VENV) if missing, install, run the default pipeline"
@@ -44,6 +44,10 @@ run: venv
 	@echo "Results: $(CURDIR)/results/<stage>/<dataset>/<features>/  (metrics.json, embedding.npz)"
 	@echo "Report:  $(CURDIR)/results/report/report.md  (table: results/report/metrics.csv, figures: results/report/figures/)"
 	@echo "HTML:    make report  (results/report.html)"
+
+# BASiS Sec. 5.3 (Fig. 5): the diffusion map of a rotating object (configs/rotating.yaml)
+run-rotating: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile configs/rotating.yaml
 
 report: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)

@@ -164,6 +164,10 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
     * With ``drop_first=False`` the trivial eigenvector (column 0) is aligned by a scale alone
       and the others by an affine map of the others: ``[phi, 1]`` with a near-constant column
       is ill-posed (:mod:`basis_nmce.spectral.align`).
+    * ``diffusion_time`` t (Sec. 5.3): learn diffusion-map coordinates instead of eigenvectors:
+      each batch's exact ``(1 - lambda)^t psi`` of its random walk ``P = D^-1 W`` (set
+      ``laplacian='rw'``; :func:`~basis_nmce.graph.laplacian.batch_spectral_embedding`),
+      aligned on the anchors like eigenvectors (the affine family covers the eigenvalue scale).
     * ``recenter``: the mean translation of the batches' maps, ``offset_``, is subtracted by
       :meth:`transform` (see :meth:`fit`). ``False`` gives the paper's output.
 
@@ -193,6 +197,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         symmetrize: str | None = None,
         kernel: str = "paper",
         drop_first: bool = False,
+        diffusion_time: int | None = None,
         n_clusters: int | None = None,
         ransac_hypotheses: int = 100,
         ransac_sample: int = 20,
@@ -224,6 +229,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
         self.symmetrize = symmetrize
         self.kernel = kernel
         self.drop_first = drop_first
+        self.diffusion_time = diffusion_time
         self.n_clusters = n_clusters
         self.ransac_hypotheses = ransac_hypotheses
         self.ransac_sample = ransac_sample
@@ -252,6 +258,7 @@ class BASiS(TransformerMixin, ClusterMixin, BaseEstimator):
             "kernel": self.kernel,
             "laplacian": self.laplacian,
             "drop_first": self.drop_first,
+            "diffusion_time": self.diffusion_time,
         }
 
     def batch_graph_kwargs(self, n: int) -> dict[str, Any]:

@@ -140,6 +140,7 @@ def estimator_from_params(
         symmetrize=graph["symmetrize"],
         kernel=graph["kernel"],
         drop_first=graph["drop_first"],
+        diffusion_time=graph.get("diffusion_time"),
         batch_graph=basis["batch_graph"],
         graph_size=graph_size,
         **train,

@@ -83,7 +83,7 @@ SUMMARY_KEYS = (
 )
 # The figures a run can have: its test embedding; a trained method's curves; BASiS's value grid
 # (2-D inputs) and anchors.
-FIGURES = ("embedding", "training", "grid", "anchors")
+FIGURES = ("embedding", "training", "grid", "anchors", "diffusion")
 # Scores of a run drawn side by side by `dvc plots` (comparison.csv).
 COMPARISON_KEYS = ("acc", "nmi", "ari")
 # Columns of a training log drawn as curves: BASiS's, else NMCE's.
@@ -299,6 +299,54 @@ def _plot_grid(row: dict[str, Any], folder: Path, out: Path) -> Path | None:
     return _save(fig, _figure_path(row, out, "grid"))
 
 
+def _plot_diffusion(row: dict[str, Any], out: Path) -> Path | None:
+    """BASiS Fig. 5 for a learnt diffusion map: snapshots (a), the exact diffusion map of the
+    whole set (b) and of the test split (c), the network's test output (d), coloured by label
+    (for the ``rotating`` source, the angle). Drawn when the analytic stage stored ``full``
+    (``graph.diffusion_time`` set)."""
+    inputs = row["_inputs"]
+    ref_path = inputs.get("reference")
+    if not ref_path or not Path(ref_path).exists() or not inputs.get("prepared"):
+        return None
+    ref = load_npz(ref_path)
+    if "full" not in ref or ref["full"].shape[1] < 2:
+        return None
+    emb = load_npz(inputs["embedding"])["test"]
+    ds = data.load_prepared(inputs["prepared"])
+    labels_full = np.concatenate([ds.y_train, ds.y_test])
+    angle = ds.meta.get("source") == "rotating"
+    cmap = "hsv" if angle else "tab10"
+    plt = _pyplot()
+    images = ds.x_train if ds.is_image else None
+    panels = 3 + int(images is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.6), squeeze=False)
+    axes = list(axes[0])
+    if images is not None:
+        ax = axes.pop(0)
+        order = np.argsort(ds.y_train)
+        pick = order[np.linspace(0, len(order) - 1, 6).astype(int)]
+        tiles = [images[i] for i in pick]
+        grid = np.concatenate(
+            [np.concatenate(tiles[:3], axis=1), np.concatenate(tiles[3:], axis=1)], axis=0
+        )
+        ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None)
+        ax.set_axis_off()
+        ax.set_title("(a) snapshots", fontsize=9)
+    for ax, coords, labels, title in (
+        (axes[0], ref["full"], labels_full, "(b) exact diffusion map, full set"),
+        (axes[1], ref["test"], ds.y_test, "(c) exact diffusion map, test split"),
+        (axes[2], emb, ds.y_test, f"(d) {row['method']}: test output"),
+    ):
+        ax.scatter(coords[:, 0], coords[:, 1], c=labels, s=3, cmap=cmap)
+        ax.set_title(title, fontsize=9)
+        ax.set_aspect("equal", adjustable="datalim")
+    colour = "angle" if angle else "label"
+    fig.suptitle(
+        f"{row['dataset']} / {row['features']}: diffusion maps, colour = {colour}", fontsize=10
+    )
+    return _save(fig, _figure_path(row, out, "diffusion"))
+
+
 def _training_figures(row: dict[str, Any], out: Path) -> list[Path]:
     """Figures of a trained method, and its log copied to ``training/`` (DVC's plots)."""
     folder = _training_dir(row)
@@ -347,6 +395,10 @@ def run_report(params: dict[str, Any], metrics_files: list[Path], out_dir: Path)
         if fig is not None:
             figures.append(fig)
         figures += _training_figures(r, out_dir)
+        if r["method"] != "analytic":
+            fig = _plot_diffusion(r, out_dir)
+            if fig is not None:
+                figures.append(fig)
     lines = [
         "# basis-nmce report",
         "",
