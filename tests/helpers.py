@@ -60,6 +60,7 @@ TINY_CONFIG = {
         "datasets": ["blobs", "moons"],
         "features": ["raw"],
         "methods": ["analytic", "basis_train", "nmce_tcr", "nmce_cluster", "nmce_finetune"],
+        "joint": ["blobs"],
     },
     "datasets": {
         "blobs": {"source": "npz", "path": "blobs.npz", "graph": {"n_neighbors": 10}},
@@ -93,6 +94,15 @@ TINY_CONFIG = {
         "tcr": {"steps": 6},
         "cluster": {"steps": 4},
         "finetune": {"steps": 4},
+    },
+    # Algorithm 2: 40 feature iterations, a spectral step every 10th (seconds)
+    "joint": {
+        "n_iter": 40,
+        "eval_every": 2,
+        "hidden": [16],
+        "batch_pairs": 32,
+        "snapshots": [10, 40],
+        "checkpoint_every": 20,
     },
     "evaluate": {"linear_probe_epochs": 50},
     "report": {"max_points": 200},

@@ -7,6 +7,8 @@ rule report:
     input:
         metrics=all_metrics(),
         training=training_logs(),
+        joint=joint_outputs(),
+        joint_files=joint_files(),
     output:
         md=REPORT,
         csv=f"{RES}/report/metrics.csv",
@@ -47,6 +49,7 @@ rule report:
     params:
         p=params_for("report"),
         out=lambda w, output: os.path.dirname(output.md),
+        joint=lambda w, input: _arg("--joint", input.joint),
     shell:
         "basis-nmce report --params {params.p:q} --metrics {input.metrics:q}"
-        " --out {params.out:q} 2> {log:q}"
+        " {params.joint} --out {params.out:q} 2> {log:q}"

@@ -20,6 +20,7 @@ STAGES = (
     "analytic",
     "basis_reference",
     "basis_train",
+    "basis_joint",
     "nmce_tcr",
     "nmce_cluster",
     "nmce_finetune",
@@ -109,6 +110,18 @@ def stage_params(
             "graph": dataset_section(cfg, dataset, "graph"),
             "basis": basis,
         }
+    if stage == "basis_joint":
+        from .joint import BASIS_KEYS
+
+        basis = dataset_section(cfg, dataset, "basis")
+        return {
+            **common,
+            "device": cfg["device"],
+            "graph": dataset_section(cfg, dataset, "graph"),
+            "basis": {k: basis[k] for k in BASIS_KEYS},
+            "joint": dataset_section(cfg, dataset, "joint"),
+            "raw": dataset_section(cfg, dataset, "features").get("raw", {}),
+        }
     if stage in NMCE_METHODS:
         return {**common, "device": cfg["device"], "nmce": nmce_params(cfg, dataset, stage)}
     if stage == "evaluate":
@@ -141,7 +154,7 @@ def stage_params_json(
 
 
 # Sections of a stage's params whose own keys are checked (their values are schema-filled).
-CHECKED_SECTIONS = ("graph", "basis", "nmce", "evaluate", "report")
+CHECKED_SECTIONS = ("graph", "basis", "joint", "nmce", "evaluate", "report")
 
 
 def missing_params(

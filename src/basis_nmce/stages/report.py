@@ -83,7 +83,10 @@ SUMMARY_KEYS = (
 )
 # The figures a run can have: its test embedding; a trained method's curves; BASiS's value grid
 # (2-D inputs) and anchors.
-FIGURES = ("embedding", "training", "grid", "anchors", "diffusion")
+FIGURES = ("embedding", "training", "grid", "anchors", "diffusion", "curves", "alignment")
+# Algorithm 2 (basis_joint) runs: their variants, drawn side by side (Figs. 6 and 8)
+JOINT_VARIANTS = ("tg", "no_tg")
+JOINT_LABELS = {"tg": "with T_G (Algorithm 2)", "no_tg": "without T_G"}
 # Scores of a run drawn side by side by `dvc plots` (comparison.csv).
 COMPARISON_KEYS = ("acc", "nmi", "ari")
 # Columns of a training log drawn as curves: BASiS's, else NMCE's.
@@ -347,6 +350,127 @@ def _plot_diffusion(row: dict[str, Any], out: Path) -> Path | None:
     return _save(fig, _figure_path(row, out, "diffusion"))
 
 
+def _joint_runs(paths: list[Path]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{dataset: {variant: record}}`` of the basis_joint stage's embedding.json files
+    (``results/basis_joint/<dataset>/<variant>/embedding.json``); ``folder`` is added."""
+    runs: dict[str, dict[str, dict[str, Any]]] = {}
+    for p in paths:
+        p = Path(p)
+        rec = read_json(p, what="a basis_joint embedding.json")
+        rec["folder"] = p.parent
+        runs.setdefault(p.parent.parent.name, {})[rec.get("variant", p.parent.name)] = rec
+    return runs
+
+
+def _plot_joint_curves(dataset: str, runs: dict[str, dict[str, Any]], out: Path) -> Path:
+    """BASiS Fig. 6: feature loss, spectral loss, test NMI of the spectral network beside the
+    exact embedding of the current features, and d_G between them, with and without T_G."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    styles = {"tg": ("C1", "-"), "no_tg": ("C2", "--")}
+    exact_drawn = False
+    for variant in JOINT_VARIANTS:
+        if variant not in runs:
+            continue
+        rec = runs[variant]
+        df = read_csv(rec["folder"] / "log.csv", what="a basis_joint log (log.csv)")
+        colour, ls = styles[variant]
+        label = JOINT_LABELS[variant]
+        if not exact_drawn:  # the feature network trains alike in both runs
+            axes[0].plot(df["iteration"], df["feature_loss"], color="k", lw=1)
+        axes[1].plot(df["iteration"], df["spectral_loss"], color=colour, ls=ls, label=label)
+        ev = df.dropna(subset=["nmi_network"])
+        if not ev.empty:
+            if not exact_drawn:
+                axes[2].plot(
+                    ev["iteration"], ev["nmi_exact"], color="C0", label="exact, current features"
+                )
+            axes[2].plot(
+                ev["iteration"], ev["nmi_network"], color=colour, ls=ls, label=f"network, {label}"
+            )
+        gd = df.dropna(subset=["grassmann"])
+        axes[3].plot(gd["iteration"], gd["grassmann"], color=colour, ls=ls, label=label)
+        meet = rec.get("meeting_iteration")
+        if variant == "tg" and meet:
+            for ax in axes[1:3]:
+                ax.axvline(meet, color="r", lw=0.8)
+        exact_drawn = True
+    axes[0].set_title("(a) feature loss (contrastive, Eq. 21)", fontsize=9)
+    axes[1].set_title("(b) spectral loss (Eq. 15)", fontsize=9)
+    axes[1].set_yscale("log")
+    axes[2].set_title("(c) test NMI; red: network within 0.02 from here on", fontsize=9)
+    axes[3].set_title("(d) d_G, network vs exact embedding (test)", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("feature iteration")
+    for ax in axes[1:]:
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{dataset}: BASiS under feature change (Algorithm 2), Fig. 6", fontsize=10)
+    return _save(fig, out / "figures" / dataset / "joint" / "basis_joint" / "curves.png")
+
+
+def _xy(a: np.ndarray, drop: int) -> tuple[np.ndarray, np.ndarray]:
+    a = a[:, drop:]
+    return a[:, 0], (a[:, 1] if a.shape[1] > 1 else np.zeros(len(a)))
+
+
+def _plot_joint_alignment(dataset: str, runs: dict[str, dict[str, Any]], out: Path) -> Path | None:
+    """BASiS Fig. 8: rows = moments of training; columns: the reference embedded on the
+    current features before T_G, after T_G, and the network's test embedding with and without
+    T_G (first two non-trivial coordinates, colour = class)."""
+    tg = runs.get("tg")
+    if tg is None or not (tg["folder"] / "snapshots.npz").exists():
+        return None
+    z = load_npz(tg["folder"] / "snapshots.npz")
+    its = [int(i) for i in tg.get("snapshot_iterations") or []]
+    if not its:
+        return None
+    other = runs.get("no_tg")
+    zo = load_npz(other["folder"] / "snapshots.npz") if other else None
+    drop = 0 if tg.get("graph", {}).get("drop_first", True) else 1
+    plt = _pyplot()
+    cols = 4 if zo is not None else 3
+    fig, axes = plt.subplots(len(its), cols, figsize=(3.2 * cols, 3.0 * len(its)), squeeze=False)
+    ref_y, test_y = z["reference_labels"], z["labels"]
+    for r, it in enumerate(its):
+        panels = [
+            (z[f"before_{it}"], ref_y, "reference, before T_G"),
+            (z[f"after_{it}"], ref_y, "reference, after T_G"),
+            (z[f"network_{it}"], test_y, "network, test (with T_G)"),
+        ]
+        if zo is not None and f"network_{it}" in zo:
+            panels.append((zo[f"network_{it}"], test_y, "network, test (without T_G)"))
+        for c, (coords, labels, title) in enumerate(panels):
+            ax = axes[r, c]
+            x, y = _xy(coords, drop)
+            ax.scatter(x, y, c=labels, s=3, cmap="tab10", vmin=0, vmax=9)
+            ax.set_title(f"iteration {it}: {title}", fontsize=8)
+    fig.suptitle(f"{dataset}: the role of T_G (Fig. 8); colour = class", fontsize=10)
+    return _save(fig, out / "figures" / dataset / "joint" / "basis_joint" / "alignment.png")
+
+
+def _joint_table(runs: dict[str, dict[str, dict[str, Any]]]) -> str:
+    lines = [
+        "| dataset | variant | n_test | K | iterations | nmi_network | nmi_exact | grassmann | meeting_iteration | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for d in sorted(runs):
+        for v in JOINT_VARIANTS:
+            if v not in runs[d]:
+                continue
+            r = runs[d][v]
+
+            def f(key: str, r: dict[str, Any] = r) -> str:
+                val = r.get(key)
+                return "" if val is None else (f"{val:.4f}" if isinstance(val, float) else str(val))
+
+            lines.append(
+                f"| {d} | {v} | {f('n_test')} | {f('n_components')} | {f('n_iter')} | "
+                f"{f('nmi_network')} | {f('nmi_exact')} | {f('grassmann')} | "
+                f"{f('meeting_iteration')} | {r.get('seconds', 0):.1f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def _training_figures(row: dict[str, Any], out: Path) -> list[Path]:
     """Figures of a trained method, and its log copied to ``training/`` (DVC's plots)."""
     folder = _training_dir(row)
@@ -368,7 +492,12 @@ def _training_figures(row: dict[str, Any], out: Path) -> list[Path]:
     return figs
 
 
-def run_report(params: dict[str, Any], metrics_files: list[Path], out_dir: Path) -> Path:
+def run_report(
+    params: dict[str, Any],
+    metrics_files: list[Path],
+    out_dir: Path,
+    joint: list[Path] | None = None,
+) -> Path:
     out_dir = Path(out_dir)
     for folder in (out_dir, out_dir / "figures", out_dir / "training"):
         folder.mkdir(parents=True, exist_ok=True)  # declared outputs, even when empty
@@ -415,9 +544,24 @@ def run_report(params: dict[str, Any], metrics_files: list[Path], out_dir: Path)
         "trained on (the NMCE paper's transductive protocol); every other score is on the test split.",
         "",
         _markdown(table),
-        "## Figures",
-        "",
     ]
+    runs = _joint_runs(list(joint or []))
+    if runs:
+        lines += [
+            "## BASiS under feature change (Algorithm 2)",
+            "",
+            "Test split. nmi_network: k-means NMI of the spectral network's output; nmi_exact: of",
+            "the exact embedding of the final features; grassmann: d_G between the two;",
+            "meeting_iteration: from here on the network's NMI stays within 0.02 of the exact one.",
+            "",
+            _joint_table(runs),
+        ]
+        for d, by_variant in sorted(runs.items()):
+            figures.append(_plot_joint_curves(d, by_variant, out_dir))
+            fig = _plot_joint_alignment(d, by_variant, out_dir)
+            if fig is not None:
+                figures.append(fig)
+    lines += ["## Figures", ""]
     lines += [
         f"![{f.relative_to(out_dir).with_suffix('')}]({f.relative_to(out_dir)})" for f in figures
     ]
