@@ -49,6 +49,10 @@ run: venv
 run-rotating: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile configs/rotating.yaml
 
+# BASiS Algorithm 2 (Figs. 6, 8) with the paper's settings on digits (configs/joint-digits.yaml)
+run-joint: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile configs/joint-digits.yaml
+
 report: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --report results/report.html

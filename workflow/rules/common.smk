@@ -156,7 +156,11 @@ def all_metrics():
 def joint_outputs():
     """What the report draws of Algorithm 2 (Figs. 6, 8): every run.joint data set, both
     variants (with T_G and without)."""
-    return [f"{RES}/basis_joint/{d}/{v}/embedding.json" for d in JOINT for v in JOINT_VARIANTS]
+    return [
+        f"{RES}/basis_joint/{d}/{v}/embedding.json"
+        for d in JOINT
+        for v in JOINT_VARIANTS
+    ]
 
 
 def joint_files():

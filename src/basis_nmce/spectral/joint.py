@@ -43,6 +43,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ from basis_nmce.graph.laplacian import batch_spectral_embedding, spectral_embedd
 from basis_nmce.io import atomic_path, load_checkpoint, load_model, save_checkpoint, save_model
 from basis_nmce.models import MLP, resolve_device
 from basis_nmce.spectral import batch_limits
-from basis_nmce.spectral.align import anchor_scale, apply_affine, ransac_affine
+from basis_nmce.spectral.align import AlignmentResult, anchor_scale, apply_affine, ransac_affine
 from basis_nmce.spectral.anchors import ANCHOR_STRATEGIES, build_reference
 from basis_nmce.spectral.basis import AlignmentGuard
 
@@ -259,31 +260,19 @@ class BASiSJoint(TransformerMixin, ClusterMixin, BaseEstimator):
     # ------------------------------------------------------- Algorithm 2 parts
     def _transport(self, x: Tensor, spectral_step: int) -> dict[str, Any]:
         """Algorithm 2 lines 3-6: re-embed ``V^ref`` on the current features and carry the
-        reference over by ``T_G`` (or, without ``T_G``, take the new embedding as it is)."""
+        reference over (:func:`carry_reference`)."""
         z = self._features(x[torch.as_tensor(self.reference_index_)])
         phi, _ = batch_spectral_embedding(
             z, self.n_components, **self.batch_graph_, dtype=torch.float64
         )
         phi = phi.cpu()
-        l = len(self.anchor_index_)
-        prev = torch.as_tensor(self.anchor_prev_, dtype=torch.float64)
-        if self.use_tg:
-            res = self._ransac(phi[:l], prev, _stream(self._seed(), spectral_step, 1))
-            aligned = apply_affine(res.transform.double(), phi)
-            fit = {
-                "tg_residual": res.residual / max(anchor_scale(prev), 1e-12),
-                "tg_condition": res.condition_number,
-                "tg_inlier_ratio": res.inlier_ratio,
-            }
-        else:
-            aligned = phi
-            drift = float((phi[:l] - prev).square().sum(1).mean().sqrt())
-            fit = {
-                "tg_residual": drift / max(anchor_scale(prev), 1e-12),
-                "tg_condition": math.nan,
-                "tg_inlier_ratio": math.nan,
-            }
-        self.anchor_prev_ = aligned[:l].numpy().copy()
+        aligned, fit = carry_reference(
+            phi,
+            torch.as_tensor(self.anchor_prev_, dtype=torch.float64),
+            use_tg=self.use_tg,
+            fit=lambda src, dst: self._ransac(src, dst, _stream(self._seed(), spectral_step, 1)),
+        )
+        self.anchor_prev_ = aligned[: len(self.anchor_index_)].numpy().copy()
         return {"before": phi.numpy(), "after": aligned.numpy(), **fit}
 
     def _batch(self, x: Tensor, spectral_step: int) -> tuple[Tensor, Tensor, dict[str, float]]:
@@ -626,6 +615,48 @@ class BASiSJoint(TransformerMixin, ClusterMixin, BaseEstimator):
         est.n_iter_ = meta.get("n_iter")
         est.resumed_from_ = meta.get("resumed_from")
         return est
+
+
+def carry_reference(
+    phi_update: Tensor,
+    anchor_prev: Tensor,
+    *,
+    use_tg: bool = True,
+    fit: Callable[[Tensor, Tensor], AlignmentResult] | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """Algorithm 2 lines 4-6: ``T_G`` from the anchors' updated embedding to their previous
+    one, applied to the whole updated embedding (Eq. 14).
+
+    ``phi_update`` ``(m, K)``: the reference set embedded on the updated features, anchors in
+    its first ``l = len(anchor_prev)`` rows; ``anchor_prev`` ``(l, K)``: the anchors' previous
+    (carried) coordinates. ``fit``: the robust affine fit ``(src, dst) -> AlignmentResult``
+    (default :func:`~basis_nmce.spectral.align.ransac_affine` with its defaults). Returns the
+    aligned embedding (float64) and the fit: ``tg_residual`` (RMS anchor error after ``T_G``,
+    relative to the anchors' spread), ``tg_condition``, ``tg_inlier_ratio``. ``use_tg=False``:
+    ``T_G`` is the identity and ``tg_residual`` the anchors' relative drift."""
+    l = len(anchor_prev)
+    phi = phi_update.to(torch.float64)
+    prev = anchor_prev.to(torch.float64)
+    if phi.ndim != 2 or phi.shape[0] < l or phi.shape[1] != prev.shape[1]:
+        raise DataError(
+            f"phi_update {tuple(phi.shape)} must hold the {l} anchors of anchor_prev "
+            f"{tuple(prev.shape)} in its first rows, with as many columns"
+        )
+    scale = max(anchor_scale(prev), 1e-12)
+    if not use_tg:
+        drift = float((phi[:l] - prev).square().sum(1).mean().sqrt())
+        return phi, {
+            "tg_residual": drift / scale,
+            "tg_condition": math.nan,
+            "tg_inlier_ratio": math.nan,
+        }
+    res = (fit or ransac_affine)(phi[:l], prev)
+    aligned = apply_affine(res.transform.to(torch.float64), phi)
+    return aligned, {
+        "tg_residual": res.residual / scale,
+        "tg_condition": res.condition_number,
+        "tg_inlier_ratio": res.inlier_ratio,
+    }
 
 
 def _stream(seed: int, step: int, which: int) -> int:

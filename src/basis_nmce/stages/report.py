@@ -54,6 +54,8 @@ TABLE_COLUMNS = [
     "train_acc",
     "train_nmi",
     "train_nmi_arithmetic",
+    # rotating-object data: how well a 2-D embedding recovers the angle
+    "circular_correlation",
 ]
 # Scores in metrics.json (what `dvc metrics` shows); NMCE methods add the feature classifiers
 # and the subspace clustering, and lack the BASiS-only ones.
@@ -80,6 +82,7 @@ SUMMARY_KEYS = (
     "train_nmi",
     "train_nmi_arithmetic",
     "train_ari",
+    "circular_correlation",
 )
 # The figures a run can have: its test embedding; a trained method's curves; BASiS's value grid
 # (2-D inputs) and anchors.
