@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from basis_nmce.config import validate_config
-from basis_nmce.stages.data import run_prepare
+from basis_nmce.stages.data import run_fetch, run_prepare
 from basis_nmce.stages.params import stage_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,5 +37,6 @@ def preset(name: str) -> dict[str, Any]:
 def prepared(cfg: dict[str, Any], dataset: str, folder: Path) -> Path:
     out = folder / "prepared" / f"{dataset}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
+    run_fetch(dataset, stage_params(cfg, "fetch", dataset), folder / "raw")  # local files only
     run_prepare(dataset, stage_params(cfg, "prepare", dataset), folder / "raw", out)
     return out

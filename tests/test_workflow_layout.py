@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 RULE_FILES = sorted((ROOT / "workflow/rules").glob("*.smk"))
 # Rules that train a network (and analytic, which solves on the device): they ask for GPUs.
-GPU_RULES = {"analytic", "basis_train", "nmce_tcr", "nmce_cluster", "nmce_finetune"}
+GPU_RULES = {"analytic", "basis_train", "basis_joint", "nmce_tcr", "nmce_cluster", "nmce_finetune"}
 PROFILES = ROOT / "workflow/profiles"
 
 
