@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 # The stage folders DVC hashes as inputs. `dvc repro --dry` hashes them even in a dry run
 # (treeverse/dvc#9021), so the set-up creates them empty; tests check the list against dvc.yaml.
-STAGE_FOLDERS := data/raw data/prepared $(addprefix results/,features analytic basis_reference \
+STAGE_FOLDERS := data/raw data/prepared $(addprefix results/,features analytic basis_reference basis_joint \
 	basis_train nmce_tcr nmce_cluster nmce_finetune evaluate report)
 
 .PHONY: run run-rotating run-joint test test-cluster lint format venv stage-folders report pull clean dvc-repro bench help
