@@ -36,6 +36,7 @@ TINY_JOBS = Counter(
     analytic=2,
     basis_reference=2,
     basis_train=2,
+    basis_joint=2,
     nmce_tcr=2,
     nmce_cluster=2,
     nmce_finetune=2,
@@ -143,5 +144,5 @@ def test_repro_one_stage_and_a_single_stage(pipeline, tmp_path):
     assert dvc_stages_run(text) == ["analytic"]
     assert jobs_run(text) == Counter(analytic=2)
     status = json.loads(run([*DVC, "status", "--json"], clone).stdout)
-    assert set(status) == {"basis_reference", "basis_train", "evaluate"}
+    assert set(status) == {"basis_reference", "basis_train", "basis_joint", "evaluate"}
     git(clone, "checkout", "config.yaml")

@@ -54,7 +54,14 @@ def test_report_holds_every_figure_and_table_with_a_caption(built, report):
     assert figures, "the report stage drew no figure"
     assert set(results) == figures | {"results/report/metrics.html"}
     assert set(categories) == {"Figures", "Tables"}
-    assert set(categories["Figures"]) == {"embedding", "training", "anchors", "grid"}
+    assert set(categories["Figures"]) == {
+        "embedding",
+        "training",
+        "anchors",
+        "grid",
+        "curves",  # Algorithm 2 (run.joint: blobs)
+        "alignment",
+    }
     for path, entry in results.items():
         caption = re.sub(r"<[^>]+>", "", entry["caption"])
         assert len(caption) > 80, f"{path}: no caption"
