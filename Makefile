@@ -11,10 +11,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # The stage folders DVC hashes as inputs. `dvc repro --dry` hashes them even in a dry run
 # (treeverse/dvc#9021), so the set-up creates them empty; tests check the list against dvc.yaml.
 STAGE_FOLDERS := data/raw data/prepared $(addprefix results/,features analytic basis_reference \
-	basis_train spectralnet specnet2 diffusionnet nmce_tcr nmce_cluster nmce_finetune evaluate \
-	compare report)
+	basis_train basis_joint spectralnet specnet2 diffusionnet nmce_tcr nmce_cluster nmce_finetune \
+	evaluate compare report)
 
-.PHONY: run test test-cluster lint format venv stage-folders report pull clean dvc-repro bench help
+.PHONY: run run-rotating run-joint test test-cluster lint format venv stage-folders report pull clean dvc-repro bench help
 
 help:
 	@echo "make run          - create $(VENV) if missing, install, run the default pipeline"
@@ -45,6 +45,14 @@ run: venv
 	@echo "Results: $(CURDIR)/results/<stage>/<dataset>/<features>/  (metrics.json, embedding.npz)"
 	@echo "Report:  $(CURDIR)/results/report/report.md  (table: results/report/metrics.csv, figures: results/report/figures/)"
 	@echo "HTML:    make report  (results/report.html)"
+
+# BASiS Sec. 5.3 (Fig. 5): the diffusion map of a rotating object (configs/rotating.yaml)
+run-rotating: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile configs/rotating.yaml
+
+# BASiS Algorithm 2 (Figs. 6, 8) with the paper's settings on digits (configs/joint-digits.yaml)
+run-joint: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile configs/joint-digits.yaml
 
 report: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)

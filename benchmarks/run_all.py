@@ -14,7 +14,7 @@ def main() -> int:
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     failed = []
     for script in sorted(HERE.glob("*.py")):
-        if script.name == Path(__file__).name:
+        if script.name == Path(__file__).name or script.name.startswith("_"):
             continue
         print(f"\n=== {script.name} ===", flush=True)
         if subprocess.run([sys.executable, str(script)], env=env, check=False).returncode:

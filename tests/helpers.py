@@ -70,6 +70,7 @@ TINY_CONFIG = {
             "nmce_finetune",
         ],
         "compare": True,
+        "joint": ["blobs"],
     },
     "datasets": {
         "blobs": {"source": "npz", "path": "blobs.npz", "graph": {"n_neighbors": 10}},
@@ -107,6 +108,15 @@ TINY_CONFIG = {
     # The baselines and the comparison on BASiS's tiny settings: 2 seeds, a 2-point sweep.
     "baselines": {"specnet2": {"rotation": "train"}},
     "compare": {"seeds": 2, "neighbors": [8, 12], "sweep_seeds": 1},
+    # Algorithm 2: 40 feature iterations, a spectral step every 10th (seconds)
+    "joint": {
+        "n_iter": 40,
+        "eval_every": 2,
+        "hidden": [16],
+        "batch_pairs": 32,
+        "snapshots": [10, 40],
+        "checkpoint_every": 20,
+    },
     "evaluate": {"linear_probe_epochs": 50},
     "report": {"max_points": 200},
 }

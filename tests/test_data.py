@@ -47,7 +47,7 @@ CLASSES = {
 def test_sources_are_exactly_the_documented_ones():
     assert SOURCES == (
         "moons", "circles", "three_moons", "double_spiral", "random_mlp_manifolds", "digits",
-        "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "stl10", "coil20", "coil100",
+        "rotating", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "stl10", "coil20", "coil100",
         "npz", "npy", "csv",
     )  # fmt: skip
 

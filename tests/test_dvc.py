@@ -37,6 +37,7 @@ TINY_JOBS = Counter(
     analytic=2,
     basis_reference=2,
     basis_train=2,
+    basis_joint=2,
     spectral_train=6,
     nmce_tcr=2,
     nmce_cluster=2,
@@ -154,6 +155,7 @@ def test_repro_one_stage_and_a_single_stage(pipeline, tmp_path):
     assert set(status) == {
         "basis_reference",
         "basis_train",
+        "basis_joint",
         "spectral_train",
         "evaluate",
         "compare",

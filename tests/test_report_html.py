@@ -54,7 +54,7 @@ def test_report_holds_every_figure_and_table_with_a_caption(built, report):
     assert figures, "the report stage drew no figure"
     assert set(results) == figures | {"results/report/metrics.html"}
     assert set(categories) == {"Figures", "Tables"}
-    # BASiS's, the trained methods', and the comparison's (Table 1 and the Fig. 4 sweep)
+    # BASiS's, the trained methods', the comparison's (Table 1, the Fig. 4 sweep), Algorithm 2's
     assert set(categories["Figures"]) == {
         "embedding",
         "training",
@@ -62,6 +62,8 @@ def test_report_holds_every_figure_and_table_with_a_caption(built, report):
         "grid",
         "table",
         "sweep",
+        "curves",  # Algorithm 2 (run.joint: blobs)
+        "alignment",
     }
     for path, entry in results.items():
         caption = re.sub(r"<[^>]+>", "", entry["caption"])

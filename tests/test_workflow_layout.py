@@ -23,6 +23,7 @@ RULE_FILES = sorted((ROOT / "workflow/rules").glob("*.smk"))
 GPU_RULES = {
     "analytic",
     "basis_train",
+    "basis_joint",
     "spectral_train",
     "nmce_tcr",
     "nmce_cluster",

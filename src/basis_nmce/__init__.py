@@ -15,7 +15,15 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
-__all__ = ["NMCE", "BASiS", "DiffusionNet", "SpecNet2", "SpectralNet", "__version__"]
+__all__ = [
+    "NMCE",
+    "BASiS",
+    "BASiSJoint",
+    "DiffusionNet",
+    "SpecNet2",
+    "SpectralNet",
+    "__version__",
+]
 SPECTRAL_BASELINES = ("SpectralNet", "SpecNet2", "DiffusionNet")  # basis_nmce.spectral
 
 
@@ -24,6 +32,10 @@ def __getattr__(name: str) -> Any:
         from .spectral.basis import BASiS
 
         return BASiS
+    if name == "BASiSJoint":
+        from .spectral.joint import BASiSJoint
+
+        return BASiSJoint
     if name in SPECTRAL_BASELINES:
         from . import spectral
 

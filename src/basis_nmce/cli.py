@@ -309,6 +309,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--progress", action="store_true", help="show a progress bar")
 
+    p = _stage(
+        sub,
+        "basis_joint",
+        "train BASiS Algorithm 2: Siamese features and a BASiS network together",
+        "BASiS Sec. 4.3 / 5.4: every joint.spectral_every feature iterations the reference is "
+        "re-embedded on the current features and carried over by T_G (variant tg) or not "
+        "(variant no_tg, the ablation), then one aligned BASiS step.",
+        "  OUT                  embedding.npz: train, test (spectral network), features_train,\n"
+        "                       features_test, exact_test, clusters_test\n"
+        "  OUT with .json       settings, final test NMI (network, exact), d_G, seconds\n"
+        "  model.pt, model.json beside OUT: both networks (BASiSJoint.load reads them)\n"
+        "  log.csv              per spectral step: losses, T_G fit, batch fit, NMIs, d_G (Fig. 6)\n"
+        "  snapshots.npz        reference before / after T_G, test output (Fig. 8)\n"
+        "  --checkpoint file    while training; removed once the outputs exist",
+    )
+    _dataset(p)
+    p.add_argument("--prepared", required=True, type=Path, help=PREPARED_HELP)
+    p.add_argument(
+        "--variant",
+        required=True,
+        choices=["tg", "no_tg"],
+        help="tg: Algorithm 2; no_tg: T_G switched off (the ablation)",
+    )
+    p.add_argument("--out", required=True, type=Path, help="embedding.npz to write")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="resume from this file when it matches the settings and data; saved to it",
+    )
+    p.add_argument("--progress", action="store_true", help="log progress every 10 steps")
+
     for stage, what, description in (
         ("nmce_tcr", "NMCE stage 1: TCR features from a fresh network", "NMCE Eq. 5."),
         (
@@ -424,6 +456,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="the compare stage's compare.json files (run.compare), drawn as tables and figures",
     )
+    p.add_argument(
+        "--joint",
+        nargs="+",
+        action="extend",
+        type=Path,
+        default=[],
+        help="the basis_joint stage's embedding.json files (Figs. 6 and 8)",
+    )
     p.add_argument("--out", required=True, type=Path, help="report folder")
 
     p = sub.add_parser(
@@ -491,6 +531,17 @@ def run(args: argparse.Namespace) -> Any:
             checkpoint=args.checkpoint,
             verbose=args.progress,
         )
+    if args.stage == "basis_joint":
+        from .stages.joint import run_basis_joint
+
+        return run_basis_joint(
+            params,
+            args.prepared,
+            args.variant,
+            args.out,
+            checkpoint=args.checkpoint,
+            verbose=args.progress,
+        )
     if args.stage == "spectral_train":
         from .stages.spectral import run_spectral_train
 
@@ -531,7 +582,7 @@ def run(args: argparse.Namespace) -> Any:
     if args.stage == "report":
         from .stages.report import run_report
 
-        return run_report(params, args.metrics, args.out, compare=args.compare)
+        return run_report(params, args.metrics, args.out, compare=args.compare, joint=args.joint)
     raise AssertionError(args.stage)
 
 

@@ -20,7 +20,7 @@ import yaml
 
 from .errors import ConfigError
 
-OVERRIDABLE_SECTIONS = ("graph", "features", "basis", "nmce", "baselines")
+OVERRIDABLE_SECTIONS = ("graph", "features", "basis", "nmce", "baselines", "joint")
 
 
 @cache
@@ -85,6 +85,13 @@ def validate_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
             known = ", ".join(sorted(cfg["datasets"])) or "none"
             raise ConfigError(
                 f"run.datasets: unknown data set {name!r}; declare it under `datasets:` "
+                f"(declared: {known})"
+            )
+    for name in cfg["run"]["joint"]:
+        if name not in cfg["datasets"]:
+            known = ", ".join(sorted(cfg["datasets"])) or "none"
+            raise ConfigError(
+                f"run.joint: unknown data set {name!r}; declare it under `datasets:` "
                 f"(declared: {known})"
             )
     for name, spec in cfg["datasets"].items():

@@ -17,6 +17,8 @@ RES = config["results_dir"]
 DATASETS = config["run"]["datasets"]
 KINDS = config["run"]["features"]
 METHODS = config["run"]["methods"]
+JOINT = config["run"]["joint"]
+JOINT_VARIANTS = ("tg", "no_tg")
 USER_SOURCES = ("npz", "npy", "csv")
 
 REPORT = f"{RES}/report/report.md"
@@ -29,6 +31,7 @@ ENV = "../../envs/basis-nmce.yaml"
 wildcard_constraints:
     dataset="[A-Za-z0-9_.-]+",
     kind="[a-z0-9_]+",
+    variant="tg|no_tg",
     method="[a-z0-9_]+",
 
 
@@ -158,3 +161,23 @@ def all_compares():
     if not config["run"]["compare"]:
         return []
     return [f"{RES}/compare/{d}/{k}/compare.json" for d in DATASETS for k in KINDS]
+
+
+def joint_outputs():
+    """What the report draws of Algorithm 2 (Figs. 6, 8): every run.joint data set, both
+    variants (with T_G and without)."""
+    return [
+        f"{RES}/basis_joint/{d}/{v}/embedding.json"
+        for d in JOINT
+        for v in JOINT_VARIANTS
+    ]
+
+
+def joint_files():
+    """The logs and snapshots beside each joint_outputs() file."""
+    return [
+        f"{RES}/basis_joint/{d}/{v}/{n}"
+        for d in JOINT
+        for v in JOINT_VARIANTS
+        for n in ("log.csv", "snapshots.npz")
+    ]

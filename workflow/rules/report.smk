@@ -8,6 +8,8 @@ rule report:
         metrics=all_metrics(),
         training=training_logs(),
         compare=all_compares(),
+        joint=joint_outputs(),
+        joint_files=joint_files(),
     output:
         md=REPORT,
         csv=f"{RES}/report/metrics.csv",
@@ -49,11 +51,8 @@ rule report:
     params:
         p=params_for("report"),
         out=lambda w, output: os.path.dirname(output.md),
-        compare=lambda w, input: (
-            "--compare " + " ".join(shlex.quote(p) for p in input.compare)
-            if input.compare
-            else ""
-        ),
+        compare=lambda w, input: _arg("--compare", input.compare),
+        joint=lambda w, input: _arg("--joint", input.joint),
     shell:
         "basis-nmce report --params {params.p:q} --metrics {input.metrics:q}"
-        " {params.compare} --out {params.out:q} 2> {log:q}"
+        " {params.compare} {params.joint} --out {params.out:q} 2> {log:q}"

@@ -9,16 +9,17 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from . import coil, digits, torchvision_sources, toys, user_files
+from . import coil, digits, rotating, torchvision_sources, toys, user_files
 from .dataset import Dataset, validate_dataset
 from .manifest import write_manifest
 from .spec import key, max_count, test_fraction
 from .splits import holdout_indices, subsample_indices
 
-GENERATED = (*toys.TOYS, "digits")
+GENERATED = (*toys.TOYS, "digits", rotating.SOURCE)
 SOURCES: tuple[str, ...] = (
     *toys.TOYS,
     "digits",
+    rotating.SOURCE,
     *torchvision_sources.TORCHVISION_SOURCES,
     "coil20",
     "coil100",
@@ -43,6 +44,8 @@ def source_of(name: str, spec: Mapping[str, Any]) -> str:
 def _options(name: str, spec: Mapping[str, Any], source: str) -> dict[str, Any]:
     if source in toys.TOYS:
         return toys.options(name, spec)
+    if source == rotating.SOURCE:
+        return rotating.options(name, spec)
     return digits.options(name, spec)
 
 
@@ -87,6 +90,8 @@ def load_raw(name: str, spec: Mapping[str, Any], raw_dir: str | Path, seed: int 
         ds = toys.load(name, spec, seed)
     elif source == "digits":
         ds = digits.load(name, spec, seed)
+    elif source == rotating.SOURCE:
+        ds = rotating.load(name, spec, seed)
     elif source in torchvision_sources.TORCHVISION_SOURCES:
         ds = torchvision_sources.load(name, spec, raw_dir)
     elif source in coil.ARCHIVE:

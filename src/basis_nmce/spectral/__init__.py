@@ -6,6 +6,8 @@ Sec. 3-4, Table 1), each with one face (``fit``, ``transform``, ``predict``, ``s
 * BASiS (Algorithm 1): ``basis.py`` (:class:`BASiS`: batch targets Eq. 12, the regression
   Eqs. 13-15), ``anchors.py`` (the reference, Eq. 11), ``align.py`` (the robust affine map
   fitted on the anchors, RANSAC), ``batch_limits.py`` (what a batch can honour).
+* BASiS Algorithm 2 (Sec. 4.3): ``joint.py`` (:class:`~basis_nmce.spectral.joint.BASiSJoint`:
+  Siamese features and a BASiS network trained together, the reference carried by T_G).
 * ``base.py``: :class:`NeuralSpectralEstimator`, the baselines' Adam loop on a loss, with
   checkpoint/resume; on it :class:`SpectralNet` (``spectralnet.py``: Rayleigh quotient, Eq. 8,
   behind an orthonormalisation layer), :class:`SpecNet2` (``specnet2.py``: the

@@ -163,6 +163,10 @@ class BASiS(SpectralEstimator):
     * With ``drop_first=False`` the trivial eigenvector (column 0) is aligned by a scale alone
       and the others by an affine map of the others: ``[phi, 1]`` with a near-constant column
       is ill-posed (:mod:`basis_nmce.spectral.align`).
+    * ``diffusion_time`` t (Sec. 5.3): learn diffusion-map coordinates instead of eigenvectors:
+      each batch's exact ``(1 - lambda)^t psi`` of its random walk ``P = D^-1 W`` (set
+      ``laplacian='rw'``; :func:`~basis_nmce.graph.laplacian.batch_spectral_embedding`),
+      aligned on the anchors like eigenvectors (the affine family covers the eigenvalue scale).
     * ``recenter``: the mean translation of the batches' maps, ``offset_``, is subtracted by
       :meth:`transform` (see :meth:`fit`). ``False`` gives the paper's output.
 
@@ -195,6 +199,7 @@ class BASiS(SpectralEstimator):
         symmetrize: str | None = None,
         kernel: str = "paper",
         drop_first: bool = False,
+        diffusion_time: int | None = None,
         n_clusters: int | None = None,
         ransac_hypotheses: int = 100,
         ransac_sample: int = 20,
@@ -226,6 +231,7 @@ class BASiS(SpectralEstimator):
         self.symmetrize = symmetrize
         self.kernel = kernel
         self.drop_first = drop_first
+        self.diffusion_time = diffusion_time
         self.n_clusters = n_clusters
         self.ransac_hypotheses = ransac_hypotheses
         self.ransac_sample = ransac_sample
@@ -239,6 +245,12 @@ class BASiS(SpectralEstimator):
         self.checkpoint_every = checkpoint_every
         self.prefetch = prefetch
         self.verbose = verbose
+
+    @property
+    def graph_kwargs(self) -> dict[str, Any]:
+        """The graph the user means, with ``diffusion_time`` (BASiS can learn diffusion-map
+        coordinates, Sec. 5.3); batches use :meth:`batch_graph_kwargs`."""
+        return {**super().graph_kwargs, "diffusion_time": self.diffusion_time}
 
     def _check_params(self, n: int) -> tuple[int, int]:
         if self.anchor_strategy not in ANCHOR_STRATEGIES:

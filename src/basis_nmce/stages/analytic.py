@@ -2,6 +2,9 @@
 
 The train split and the test split each get the eigenvectors of their *own* graph (same
 construction), scaled by sqrt(n) so that Y^T Y / n = I; k-means clusters of both are stored.
+With ``graph.diffusion_time`` (diffusion-map coordinates, BASiS Sec. 5.3) the embedding of the
+whole set, train and test together, is stored too (``full``, train rows first): the paper's
+Fig. 5b, which the report draws beside the test split's (5c) and a network's (5d).
 """
 
 from __future__ import annotations
@@ -46,6 +49,12 @@ def run_analytic(params: dict[str, Any], features: Path, prepared: Path, out: Pa
         arrays[f"eigenvalues_{split}" if split == "test" else "eigenvalues"] = res.eigenvalues
         arrays[f"clusters_{split}"] = kmeans_labels(res.embedding, n_clusters, seed=params["seed"])
         log.info("analytic %s: n=%d K=%d in %.2fs", split, len(feats[split]), k, timings[split])
+    if graph.get("diffusion_time") is not None:
+        t0 = time.perf_counter()
+        both = np.concatenate([feats["train"], feats["test"]])
+        res = spectral_embedding(both, k, seed=params["seed"], **graph)
+        arrays["full"] = res.embedding.astype(np.float32)
+        timings["full"] = time.perf_counter() - t0
     out = Path(out)
     save_npz(out, **arrays)
     write_json(

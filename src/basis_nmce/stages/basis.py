@@ -141,6 +141,7 @@ def estimator_from_params(
         **shared_params(params, n_components, graph_size),
         n_anchors=n_anchors,
         anchor_strategy=basis["anchor_strategy"],
+        diffusion_time=params["graph"].get("diffusion_time"),
         **train,
     )
 

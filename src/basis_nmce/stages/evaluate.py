@@ -30,7 +30,9 @@ from typing import Any
 import numpy as np
 
 from basis_nmce.evaluation.metrics import (
+    circular_correlation,
     clustering_scores,
+    embedding_angle,
     grassmann_distance,
     kmeans_labels,
     linear_probe_accuracy,
@@ -177,6 +179,16 @@ def run_evaluate(
     else:
         metrics.update({"nmi": None, "acc": None, "ari": None, "linear_acc": None})
         metrics["linear_protocol"] = "no labels"
+    if ds.meta.get("source") == "rotating" and test.shape[1] == 2:
+        from ..data.rotating import bin_angle
+
+        angle = bin_angle(ds.y_test, int(ds.meta["options"]["angle_bins"]))
+        rho = circular_correlation(embedding_angle(test), angle)
+        metrics["circular_correlation"] = abs(rho)
+        metrics["circular_correlation_protocol"] = (
+            "|Fisher-Lee rho_T| between the whitened test embedding's angle and the true angle "
+            "(label bin centres)"
+        )
     fit = record_inputs(
         metrics, embedding, reference=reference, prepared=prepared, features=features
     )

@@ -77,12 +77,19 @@ COMPARE = InputFile(
     kind="json",
 )
 
+JOINT = InputFile(
+    "an embedding.json from the basis_joint stage",
+    "pass the embedding.json that `basis-nmce basis_joint` writes (log.csv, snapshots.npz beside)",
+    kind="json",
+)
+
 _NMCE = {"features": FEATURES, "prepared": PREPARED, "model": NMCE_MODEL}
 STAGE_INPUTS: dict[str, dict[str, InputFile]] = {
     "features": {"prepared": PREPARED, "model": TCR_MODEL},
     "analytic": {"features": FEATURES, "prepared": PREPARED},
     "basis_reference": {"features": FEATURES, "prepared": PREPARED},
     "basis_train": {"features": FEATURES, "reference": REFERENCE, "prepared": PREPARED},
+    "basis_joint": {"prepared": PREPARED},
     "spectral_train": {"features": FEATURES, "prepared": PREPARED},
     "compare": {"features": FEATURES, "prepared": PREPARED},
     "nmce_tcr": {"features": FEATURES, "prepared": PREPARED},
@@ -94,7 +101,7 @@ STAGE_INPUTS: dict[str, dict[str, InputFile]] = {
         "prepared": PREPARED,
         "features": FEATURES,
     },
-    "report": {"metrics": METRICS, "compare": COMPARE},
+    "report": {"metrics": METRICS, "compare": COMPARE, "joint": JOINT},
 }
 
 

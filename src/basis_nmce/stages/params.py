@@ -20,6 +20,7 @@ STAGES = (
     "analytic",
     "basis_reference",
     "basis_train",
+    "basis_joint",
     "spectral_train",
     "nmce_tcr",
     "nmce_cluster",
@@ -124,6 +125,18 @@ def stage_params(
             "graph": dataset_section(cfg, dataset, "graph"),
             "basis": basis,
         }
+    if stage == "basis_joint":
+        from .joint import BASIS_KEYS
+
+        basis = dataset_section(cfg, dataset, "basis")
+        return {
+            **common,
+            "device": cfg["device"],
+            "graph": dataset_section(cfg, dataset, "graph"),
+            "basis": {k: basis[k] for k in BASIS_KEYS},
+            "joint": dataset_section(cfg, dataset, "joint"),
+            "raw": dataset_section(cfg, dataset, "features").get("raw", {}),
+        }
     if stage == "spectral_train":
         basis = dataset_section(cfg, dataset, "basis")
         return {
@@ -181,7 +194,7 @@ def stage_params_json(
 
 
 # Sections of a stage's params whose own keys are checked (their values are schema-filled).
-CHECKED_SECTIONS = ("graph", "basis", "nmce", "evaluate", "report", "compare")
+CHECKED_SECTIONS = ("graph", "basis", "joint", "nmce", "evaluate", "report", "compare")
 
 
 def missing_params(

@@ -56,6 +56,8 @@ TABLE_COLUMNS = [
     "train_acc",
     "train_nmi",
     "train_nmi_arithmetic",
+    # rotating-object data: how well a 2-D embedding recovers the angle
+    "circular_correlation",
 ]
 # Scores in metrics.json (what `dvc metrics` shows); NMCE methods add the feature classifiers
 # and the subspace clustering, and lack the BASiS-only ones.
@@ -82,10 +84,14 @@ SUMMARY_KEYS = (
     "train_nmi",
     "train_nmi_arithmetic",
     "train_ari",
+    "circular_correlation",
 )
 # The figures a run can have: its test embedding; a trained method's curves; BASiS's value grid
 # (2-D inputs) and anchors.
-FIGURES = ("embedding", "training", "grid", "anchors")
+FIGURES = ("embedding", "training", "grid", "anchors", "diffusion", "curves", "alignment")
+# Algorithm 2 (basis_joint) runs: their variants, drawn side by side (Figs. 6 and 8)
+JOINT_VARIANTS = ("tg", "no_tg")
+JOINT_LABELS = {"tg": "with T_G (Algorithm 2)", "no_tg": "without T_G"}
 # Scores of a run drawn side by side by `dvc plots` (comparison.csv).
 COMPARISON_KEYS = ("acc", "nmi", "ari")
 # Columns of a training log drawn as curves: BASiS's, else NMCE's.
@@ -302,6 +308,175 @@ def _plot_grid(row: dict[str, Any], folder: Path, out: Path) -> Path | None:
     return _save(fig, _figure_path(row, out, "grid"))
 
 
+def _plot_diffusion(row: dict[str, Any], out: Path) -> Path | None:
+    """BASiS Fig. 5 for a learnt diffusion map: snapshots (a), the exact diffusion map of the
+    whole set (b) and of the test split (c), the network's test output (d), coloured by label
+    (for the ``rotating`` source, the angle). Drawn when the analytic stage stored ``full``
+    (``graph.diffusion_time`` set)."""
+    inputs = row["_inputs"]
+    ref_path = inputs.get("reference")
+    if not ref_path or not Path(ref_path).exists() or not inputs.get("prepared"):
+        return None
+    ref = load_npz(ref_path)
+    if "full" not in ref or ref["full"].shape[1] < 2:
+        return None
+    emb = load_npz(inputs["embedding"])["test"]
+    ds = data.load_prepared(inputs["prepared"])
+    labels_full = np.concatenate([ds.y_train, ds.y_test])
+    angle = ds.meta.get("source") == "rotating"
+    cmap = "hsv" if angle else "tab10"
+    plt = _pyplot()
+    images = ds.x_train if ds.is_image else None
+    panels = 3 + int(images is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.6), squeeze=False)
+    axes = list(axes[0])
+    if images is not None:
+        ax = axes.pop(0)
+        order = np.argsort(ds.y_train)
+        pick = order[np.linspace(0, len(order) - 1, 6).astype(int)]
+        tiles = [images[i] for i in pick]
+        grid = np.concatenate(
+            [np.concatenate(tiles[:3], axis=1), np.concatenate(tiles[3:], axis=1)], axis=0
+        )
+        ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None)
+        ax.set_axis_off()
+        ax.set_title("(a) snapshots", fontsize=9)
+    for ax, coords, labels, title in (
+        (axes[0], ref["full"], labels_full, "(b) exact diffusion map, full set"),
+        (axes[1], ref["test"], ds.y_test, "(c) exact diffusion map, test split"),
+        (axes[2], emb, ds.y_test, f"(d) {row['method']}: test output"),
+    ):
+        ax.scatter(coords[:, 0], coords[:, 1], c=labels, s=3, cmap=cmap)
+        ax.set_title(title, fontsize=9)
+        ax.set_aspect("equal", adjustable="datalim")
+    colour = "angle" if angle else "label"
+    fig.suptitle(
+        f"{row['dataset']} / {row['features']}: diffusion maps, colour = {colour}", fontsize=10
+    )
+    return _save(fig, _figure_path(row, out, "diffusion"))
+
+
+def _joint_runs(paths: list[Path]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{dataset: {variant: record}}`` of the basis_joint stage's embedding.json files
+    (``results/basis_joint/<dataset>/<variant>/embedding.json``); ``folder`` is added."""
+    runs: dict[str, dict[str, dict[str, Any]]] = {}
+    for p in paths:
+        p = Path(p)
+        rec = read_json(p, what="a basis_joint embedding.json")
+        rec["folder"] = p.parent
+        runs.setdefault(p.parent.parent.name, {})[rec.get("variant", p.parent.name)] = rec
+    return runs
+
+
+def _plot_joint_curves(dataset: str, runs: dict[str, dict[str, Any]], out: Path) -> Path:
+    """BASiS Fig. 6: feature loss, spectral loss, test NMI of the spectral network beside the
+    exact embedding of the current features, and d_G between them, with and without T_G."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    styles = {"tg": ("C1", "-"), "no_tg": ("C2", "--")}
+    exact_drawn = False
+    for variant in JOINT_VARIANTS:
+        if variant not in runs:
+            continue
+        rec = runs[variant]
+        df = read_csv(rec["folder"] / "log.csv", what="a basis_joint log (log.csv)")
+        colour, ls = styles[variant]
+        label = JOINT_LABELS[variant]
+        if not exact_drawn:  # the feature network trains alike in both runs
+            axes[0].plot(df["iteration"], df["feature_loss"], color="k", lw=1)
+        axes[1].plot(df["iteration"], df["spectral_loss"], color=colour, ls=ls, label=label)
+        ev = df.dropna(subset=["nmi_network"])
+        if not ev.empty:
+            if not exact_drawn:
+                axes[2].plot(
+                    ev["iteration"], ev["nmi_exact"], color="C0", label="exact, current features"
+                )
+            axes[2].plot(
+                ev["iteration"], ev["nmi_network"], color=colour, ls=ls, label=f"network, {label}"
+            )
+        gd = df.dropna(subset=["grassmann"])
+        axes[3].plot(gd["iteration"], gd["grassmann"], color=colour, ls=ls, label=label)
+        meet = rec.get("meeting_iteration")
+        if variant == "tg" and meet:
+            for ax in axes[1:3]:
+                ax.axvline(meet, color="r", lw=0.8)
+        exact_drawn = True
+    axes[0].set_title("(a) feature loss (contrastive, Eq. 21)", fontsize=9)
+    axes[1].set_title("(b) spectral loss (Eq. 15)", fontsize=9)
+    axes[1].set_yscale("log")
+    axes[2].set_title("(c) test NMI; red: network within 0.02 from here on", fontsize=9)
+    axes[3].set_title("(d) d_G, network vs exact embedding (test)", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("feature iteration")
+    for ax in axes[1:]:
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{dataset}: BASiS under feature change (Algorithm 2), Fig. 6", fontsize=10)
+    return _save(fig, out / "figures" / dataset / "joint" / "basis_joint" / "curves.png")
+
+
+def _xy(a: np.ndarray, drop: int) -> tuple[np.ndarray, np.ndarray]:
+    a = a[:, drop:]
+    return a[:, 0], (a[:, 1] if a.shape[1] > 1 else np.zeros(len(a)))
+
+
+def _plot_joint_alignment(dataset: str, runs: dict[str, dict[str, Any]], out: Path) -> Path | None:
+    """BASiS Fig. 8: rows = moments of training; columns: the reference embedded on the
+    current features before T_G, after T_G, and the network's test embedding with and without
+    T_G (first two non-trivial coordinates, colour = class)."""
+    tg = runs.get("tg")
+    if tg is None or not (tg["folder"] / "snapshots.npz").exists():
+        return None
+    z = load_npz(tg["folder"] / "snapshots.npz")
+    its = [int(i) for i in tg.get("snapshot_iterations") or []]
+    if not its:
+        return None
+    other = runs.get("no_tg")
+    zo = load_npz(other["folder"] / "snapshots.npz") if other else None
+    drop = 0 if tg.get("graph", {}).get("drop_first", True) else 1
+    plt = _pyplot()
+    cols = 4 if zo is not None else 3
+    fig, axes = plt.subplots(len(its), cols, figsize=(3.2 * cols, 3.0 * len(its)), squeeze=False)
+    ref_y, test_y = z["reference_labels"], z["labels"]
+    for r, it in enumerate(its):
+        panels = [
+            (z[f"before_{it}"], ref_y, "reference, before T_G"),
+            (z[f"after_{it}"], ref_y, "reference, after T_G"),
+            (z[f"network_{it}"], test_y, "network, test (with T_G)"),
+        ]
+        if zo is not None and f"network_{it}" in zo:
+            panels.append((zo[f"network_{it}"], test_y, "network, test (without T_G)"))
+        for c, (coords, labels, title) in enumerate(panels):
+            ax = axes[r, c]
+            x, y = _xy(coords, drop)
+            ax.scatter(x, y, c=labels, s=3, cmap="tab10", vmin=0, vmax=9)
+            ax.set_title(f"iteration {it}: {title}", fontsize=8)
+    fig.suptitle(f"{dataset}: the role of T_G (Fig. 8); colour = class", fontsize=10)
+    return _save(fig, out / "figures" / dataset / "joint" / "basis_joint" / "alignment.png")
+
+
+def _joint_table(runs: dict[str, dict[str, dict[str, Any]]]) -> str:
+    lines = [
+        "| dataset | variant | n_test | K | iterations | nmi_network | nmi_exact | grassmann | meeting_iteration | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for d in sorted(runs):
+        for v in JOINT_VARIANTS:
+            if v not in runs[d]:
+                continue
+            r = runs[d][v]
+
+            def f(key: str, r: dict[str, Any] = r) -> str:
+                val = r.get(key)
+                return "" if val is None else (f"{val:.4f}" if isinstance(val, float) else str(val))
+
+            lines.append(
+                f"| {d} | {v} | {f('n_test')} | {f('n_components')} | {f('n_iter')} | "
+                f"{f('nmi_network')} | {f('nmi_exact')} | {f('grassmann')} | "
+                f"{f('meeting_iteration')} | {r.get('seconds', 0):.1f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def _training_figures(row: dict[str, Any], out: Path) -> list[Path]:
     """Figures of a trained method, and its log copied to ``training/`` (DVC's plots)."""
     folder = _training_dir(row)
@@ -328,9 +503,11 @@ def run_report(
     metrics_files: list[Path],
     out_dir: Path,
     compare: list[Path] | tuple[Path, ...] = (),
+    joint: list[Path] | None = None,
 ) -> Path:
     """Write the report (module docstring); ``compare``: the compare stage's compare.json
-    files, drawn as the comparison section and summarised in ``compare.json``."""
+    files, drawn as the comparison section and summarised in ``compare.json``; ``joint``: the
+    basis_joint stage's embedding.json files (Algorithm 2, Figs. 6 and 8)."""
     out_dir = Path(out_dir)
     for folder in (out_dir, out_dir / "figures", out_dir / "training"):
         folder.mkdir(parents=True, exist_ok=True)  # declared outputs, even when empty
@@ -357,6 +534,10 @@ def run_report(
         if fig is not None:
             figures.append(fig)
         figures += _training_figures(r, out_dir)
+        if r["method"] != "analytic":
+            fig = _plot_diffusion(r, out_dir)
+            if fig is not None:
+                figures.append(fig)
     lines = [
         "# basis-nmce report",
         "",
@@ -373,13 +554,28 @@ def run_report(
         "trained on (the NMCE paper's transductive protocol); every other score is on the test split.",
         "",
         _markdown(table),
-        "## Figures",
-        "",
     ]
     compare_lines, compare_summary, compare_figures = compare_section(
         [Path(p) for p in compare], out_dir, _save, _pyplot
     )
     write_json(out_dir / "compare.json", compare_summary)
+    runs = _joint_runs(list(joint or []))
+    if runs:
+        lines += [
+            "## BASiS under feature change (Algorithm 2)",
+            "",
+            "Test split. nmi_network: k-means NMI of the spectral network's output; nmi_exact: of",
+            "the exact embedding of the final features; grassmann: d_G between the two;",
+            "meeting_iteration: from here on the network's NMI stays within 0.02 of the exact one.",
+            "",
+            _joint_table(runs),
+        ]
+        for d, by_variant in sorted(runs.items()):
+            figures.append(_plot_joint_curves(d, by_variant, out_dir))
+            fig = _plot_joint_alignment(d, by_variant, out_dir)
+            if fig is not None:
+                figures.append(fig)
+    lines += ["## Figures", ""]
     lines += [
         f"![{f.relative_to(out_dir).with_suffix('')}]({f.relative_to(out_dir)})" for f in figures
     ]
