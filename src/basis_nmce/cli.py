@@ -451,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--compare",
-        nargs="*",
+        nargs="+",
+        action="extend",
         type=Path,
         default=[],
         help="the compare stage's compare.json files (run.compare), drawn as tables and figures",
