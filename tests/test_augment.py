@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from basis_nmce.errors import DataError
+from basis_nmce.errors import ConfigError, DataError
 from basis_nmce.nmce import augment as A
 from basis_nmce.nmce.augment import AUGMENTER_KINDS, gaussian_noise, make_augmenter
 
@@ -191,6 +191,23 @@ def test_flip_only_flips():
     same = torch.tensor([torch.equal(o, s) for o, s in zip(out, x, strict=True)])
     assert (flipped | same).all()
     assert 15 < flipped.sum() < 49
+
+
+def test_grey_flip_only_flips_and_leaves_other_draws_alone():
+    x = images((64, 1, 8, 8))
+    neutral = dict(degrees=0, translate=0, scale=(1, 1), blur_p=0, brightness=0)
+    out = make_augmenter("grey", flip_p=0.5, **neutral)(x, gen(3))
+    flipped = torch.tensor(
+        [torch.allclose(o, s.flip(-1), atol=1e-5) for o, s in zip(out, x, strict=True)]
+    )
+    same = torch.tensor([torch.allclose(o, s, atol=1e-5) for o, s in zip(out, x, strict=True)])
+    assert (flipped | same).all()
+    assert 15 < flipped.sum() < 49
+    # flip_p 0 (the default) draws nothing extra: the views are those of before the option
+    default = make_augmenter("grey")(x, gen(5))
+    assert torch.equal(make_augmenter("grey", flip_p=0.0)(x, gen(5)), default)
+    with pytest.raises(ConfigError, match="flip_p"):
+        make_augmenter("grey", flip_p=1.5)
 
 
 def test_grayscale_fraction():

@@ -526,7 +526,8 @@ class _ImageAugmenter:
 class GreyAugmenter(_ImageAugmenter):
     """Small grey images: random affine, blur with probability, brightness (our choice).
 
-    ``degrees``: rotation ~ U(-degrees, degrees); ``translate``: shift ~ U(-t, t) x size per
+    ``flip_p``: horizontal flip with this probability (0 by default; drawn only when > 0, so
+    the other draws are unchanged); ``degrees``: rotation ~ U(-degrees, degrees); ``translate``: shift ~ U(-t, t) x size per
     axis; ``scale``: zoom ~ U(scale); ``blur_p``/``blur_sigma``/``blur_kernel``: Gaussian blur;
     ``brightness``: factor ~ U(1 - b, 1 + b). ``interpolation``: ``bilinear`` (default;
     torchvision's RandomAffine defaults to nearest) or ``nearest``. Translations are continuous,
@@ -541,10 +542,13 @@ class GreyAugmenter(_ImageAugmenter):
     blur_kernel: int = 3
     brightness: float = 0.4
     interpolation: str = "bilinear"
+    flip_p: float = 0.0
     backend: Backend = "vectorised"
 
     def __post_init__(self) -> None:
         _check_backend(self.backend)
+        if not 0 <= self.flip_p <= 1:
+            raise ConfigError(f"flip_p must be a probability in [0, 1], got {self.flip_p}")
         if self.blur_kernel < 1 or self.blur_kernel % 2 == 0:
             raise ConfigError(f"blur_kernel must be a positive odd integer, got {self.blur_kernel}")
         if self.interpolation not in ("bilinear", "nearest"):
@@ -555,7 +559,7 @@ class GreyAugmenter(_ImageAugmenter):
 
     def _draw(self, n, height, width, generator, device) -> dict[str, Tensor]:
         t = self.translate
-        return {
+        params = {
             "angle": _uniform(n, -self.degrees, self.degrees, generator, device),
             "zoom": _uniform(n, *_pair(self.scale, "scale"), generator, device),
             "tx": _uniform(n, -t * width, t * width, generator, device),
@@ -566,9 +570,14 @@ class GreyAugmenter(_ImageAugmenter):
                 n, *_factor_range(self.brightness, "brightness"), generator, device
             ),
         }
+        if self.flip_p > 0:
+            params["flip"] = _bernoulli(n, self.flip_p, generator, device)
+        return params
 
     def _apply(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         height, width = x.shape[-2:]
+        if "flip" in params:
+            x = _where_samples(params["flip"], x.flip(-1), x)
         theta = _affine_theta(
             params["angle"], params["zoom"], params["tx"], params["ty"], height, width
         )
@@ -587,6 +596,7 @@ class GreyAugmenter(_ImageAugmenter):
 
         return v2.Compose(
             [
+                v2.RandomHorizontalFlip(self.flip_p),
                 v2.RandomAffine(
                     degrees=self.degrees,
                     translate=(self.translate, self.translate),
