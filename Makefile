@@ -25,8 +25,21 @@ help:
 	@echo "make lint         - ruff and snakefmt checks"
 	@echo "make bench        - benchmarks (printed tables; not part of the tests)"
 
+# A new venv takes about 6 GiB (torch 2.14.1's wheel for x86_64 is a CUDA build): say so up front
+# rather than as pip's "No space left on device" halfway through.
+VENV_MIN_FREE_GIB ?= 7
+
 $(BIN)/.installed: pyproject.toml envs/constraints.txt
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/python || { \
+		dir="$(abspath $(VENV)/..)"; while [ ! -d "$$dir" ]; do dir=$$(dirname "$$dir"); done; \
+		free_kib=$$(df -Pk "$$dir" | awk 'NR == 2 {print $$4}'); \
+		if [ -n "$$free_kib" ] && [ "$$free_kib" -lt $$(( $(VENV_MIN_FREE_GIB) * 1048576 )) ]; then \
+			echo "make: a new $(VENV) needs about $(VENV_MIN_FREE_GIB) GiB free on this disk;" \
+				"$$(( free_kib / 1048576 )) GiB free (df -h $$dir): free some space, or set" \
+				"VENV= to a folder on a roomier disk" >&2; \
+			exit 1; \
+		fi; \
+		$(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -c envs/constraints.txt -e ".[pipeline,dev]"
 	@touch $@
