@@ -148,6 +148,8 @@ def test_errors_name_the_problem():
         small(network="resnet").fit(x)
     with pytest.raises(ConfigError, match="n_clusters"):
         NMCE(n_clusters=1).fit(x)
+    with pytest.raises(ConfigError, match="kmeans"):
+        small(joint=True, cluster_head_init="kmeans").fit(x)
 
 
 # ------------------------------------------------------------------ D budget (max_steps)

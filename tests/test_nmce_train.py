@@ -85,6 +85,41 @@ def test_zero_cluster_head_starts_from_uniform_memberships(stage):
         cfg(cluster_head_init="ones")
 
 
+def test_kmeans_cluster_head_starts_from_kmeans_of_the_stage1_features():
+    """cluster_head_init kmeans: the labels are scikit-learn's k-means of the stage-1 features
+    (computed here from the trunk by hand), and a stage 2 of one step at a negligible rate then
+    predicts that same partition with confident memberships, although the feature head was
+    re-initialised after the k-means."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    from basis_nmce.nmce.warm_start import fit_cluster_head, kmeans_labels_of_features
+
+    model = small_net()
+    train_tcr(model, X, NOISE, cfg(steps=20))
+    model.eval()
+    with torch.no_grad():
+        z = model.feature_head(model.trunk(X)).double().numpy()
+    reference = KMeans(3, n_init=10, random_state=7).fit(z).labels_
+    start = kmeans_labels_of_features(model, X, seed=7)
+    assert np.array_equal(start.labels.numpy(), reference)
+    assert fit_cluster_head(model, start, seed=7) >= 0.95
+
+    warm = small_net()
+    train_tcr(warm, X, NOISE, cfg(steps=20))
+    train_cluster(warm, X, NOISE, cfg(steps=1, lr=1e-7, seed=7, cluster_head_init="kmeans"))
+    assert adjusted_rand_score(reference, predict_clusters(warm, X).numpy()) >= 0.98
+    with torch.no_grad():  # confident memberships (default init: ~0.4 here, zeros: 1/3)
+        warm.eval()
+        confidence = torch.softmax(warm.cluster_head(warm.trunk(X)), dim=1).amax(dim=1).mean()
+    assert confidence >= 0.9
+
+
+def test_kmeans_cluster_head_needs_stage1_features():
+    with pytest.raises(ConfigError, match="kmeans"):
+        train_joint(small_net(), X, NOISE, cfg(steps=1, cluster_head_init="kmeans"))
+
+
 def test_history_records_stats():
     result = train_joint(small_net(), X, NOISE, cfg(steps=4, log_every=2))
     assert [r["step"] for r in result.history] == [2, 4]

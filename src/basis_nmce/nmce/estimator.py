@@ -150,7 +150,8 @@ class NMCE(TransformerMixin, ClusterMixin, BaseEstimator):
     ``D <= d_tolerance``; run in ``n_jobs`` processes, None: one per torch thread - spawned,
     so a script that sets it must guard its code with ``if __name__ == "__main__"``), a
     stage's ``max_steps`` (train on past ``steps`` while ``D > d_tolerance``, checking every
-    ``check_every`` steps), ``cluster_head_init="zeros"`` and ``scale``.
+    ``check_every`` steps), ``cluster_head_init`` ``"zeros"`` or ``"kmeans"`` (stage 2's head
+    fitted to k-means of the stage-1 features; not with ``joint``) and ``scale``.
     """
 
     def __init__(
@@ -329,6 +330,11 @@ class NMCE(TransformerMixin, ClusterMixin, BaseEstimator):
             raise ConfigError(f"scale {self.scale!r}: choose 'standard' or None")
         if int(self.restarts) < 1:
             raise ConfigError(f"restarts must be >= 1, got {self.restarts}")
+        if self.joint and self.cluster_head_init == "kmeans":
+            raise ConfigError(
+                "cluster_head_init='kmeans' clusters the stage-1 features, which joint=True "
+                "does not train; use 'default' or 'zeros' with joint"
+            )
 
     # ------------------------------------------------------------------- inputs
     def _inputs(self, X: Any, fitting: bool = False) -> Tensor:

@@ -47,6 +47,7 @@ from basis_nmce.nmce.constraint import assignment_violation
 from basis_nmce.nmce.guards import CollapseMonitor, check_finite, effective_rank
 from basis_nmce.nmce.networks import NMCENet
 from basis_nmce.nmce.optim import build_optimizer, build_scheduler
+from basis_nmce.nmce.warm_start import fit_cluster_head, kmeans_labels_of_features
 
 __all__ = [
     "TrainConfig",
@@ -81,8 +82,9 @@ class TrainConfig:
     ``batch_size / base_batch_size``). ``schedule``: ``constant`` or ``cosine``, both with
     ``warmup_steps`` of linear warm-up. ``cluster_head_init``: how a stage that starts the
     cluster head (``joint``, ``cluster``) initialises it - ``default`` (PyTorch's, as the
-    authors' code) or ``zeros`` (uniform memberships at step 0, so the first partition is
-    learnt rather than a random hyperplane of the untrained trunk). ``collapse_patience``: steps
+    authors' code), ``zeros`` (uniform memberships at step 0, so the first partition is
+    learnt rather than a random hyperplane of the untrained trunk) or ``kmeans`` (stage 2 only:
+    fitted to k-means of the stage-1 features; :mod:`~basis_nmce.nmce.warm_start`). ``collapse_patience``: steps
     of collapse before stopping (None: never).
 
     ``trust_coefficient`` / ``lars_clip``: LARS as the authors' code wraps SGD (eta 0.02, the
@@ -140,9 +142,9 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.lam < 0 or self.weight_decay < 0:
             raise ConfigError(f"lam and weight_decay must be >= 0: {self.lam}, {self.weight_decay}")
-        if self.cluster_head_init not in ("default", "zeros"):
+        if self.cluster_head_init not in ("default", "zeros", "kmeans"):
             raise ConfigError(
-                f"cluster_head_init must be default or zeros, got {self.cluster_head_init!r}"
+                f"cluster_head_init must be default, zeros or kmeans, got {self.cluster_head_init!r}"
             )
         if self.tcr_mode not in ("mean_of_views", "view_mean"):
             raise ConfigError(f"tcr_mode must be mean_of_views or view_mean: {self.tcr_mode!r}")
@@ -355,11 +357,24 @@ def _train(
     model.to(device)
     model.freeze_backbone(stage == "cluster")
     model.zero_grad(set_to_none=True)  # no stale gradients from an earlier stage
+    if stage == "joint" and cfg.cluster_head_init == "kmeans":
+        raise ConfigError(
+            "cluster_head_init kmeans clusters the stage-1 features, which the joint stage does "
+            "not have; use default or zeros with joint"
+        )
     if stage == "cluster":
         init = _generator(cfg.seed, 3, torch.device("cpu"))
+        # k-means of the stage-1 features, before the feature head is re-initialised
+        start = (
+            kmeans_labels_of_features(model, x, cfg.seed)
+            if cfg.cluster_head_init == "kmeans"
+            else None
+        )
         if cfg.reset_feature_head:  # stage 2 re-initialises the projection (the code does so)
             model.reset_feature_head(init)
         model.reset_cluster_head(init)
+        if start is not None:
+            fit_cluster_head(model, start, cfg.seed)
     if stage in ("joint", "cluster") and cfg.cluster_head_init == "zeros":
         model.zero_cluster_head()
 
