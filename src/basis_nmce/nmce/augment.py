@@ -529,8 +529,9 @@ class GreyAugmenter(_ImageAugmenter):
     ``flip_p``: horizontal flip with this probability (0 by default; drawn only when > 0, so
     the other draws are unchanged); ``degrees``: rotation ~ U(-degrees, degrees);
     ``translate``: shift ~ U(-t, t) x size per axis; ``scale``: zoom ~ U(scale);
-    ``blur_p``/``blur_sigma``/``blur_kernel``: Gaussian blur; ``brightness``: factor ~ U(1 - b, 1 + b). ``interpolation``: ``bilinear`` (default;
-    torchvision's RandomAffine defaults to nearest) or ``nearest``. Translations are continuous,
+    ``blur_p``/``blur_sigma``/``blur_kernel``: Gaussian blur; ``brightness``: factor
+    ~ U(1 - b, 1 + b). ``interpolation``: ``bilinear`` (default; torchvision's RandomAffine
+    defaults to nearest) or ``nearest``. Translations are continuous,
     not rounded to whole pixels as torchvision does; zero fill outside the image.
     """
 

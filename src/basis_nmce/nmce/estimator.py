@@ -330,11 +330,6 @@ class NMCE(TransformerMixin, ClusterMixin, BaseEstimator):
             raise ConfigError(f"scale {self.scale!r}: choose 'standard' or None")
         if int(self.restarts) < 1:
             raise ConfigError(f"restarts must be >= 1, got {self.restarts}")
-        if self.joint and self.cluster_head_init == "kmeans":
-            raise ConfigError(
-                "cluster_head_init='kmeans' clusters the stage-1 features, which joint=True "
-                "does not train; use 'default' or 'zeros' with joint"
-            )
 
     # ------------------------------------------------------------------- inputs
     def _inputs(self, X: Any, fitting: bool = False) -> Tensor:

@@ -83,9 +83,9 @@ class TrainConfig:
     ``warmup_steps`` of linear warm-up. ``cluster_head_init``: how a stage that starts the
     cluster head (``joint``, ``cluster``) initialises it - ``default`` (PyTorch's, as the
     authors' code), ``zeros`` (uniform memberships at step 0, so the first partition is
-    learnt rather than a random hyperplane of the untrained trunk) or ``kmeans`` (stage 2 only:
-    fitted to k-means of the stage-1 features; :mod:`~basis_nmce.nmce.warm_start`). ``collapse_patience``: steps
-    of collapse before stopping (None: never).
+    learnt rather than a random hyperplane of the untrained trunk) or ``kmeans`` (stage 2
+    only: fitted to k-means of the stage-1 features; :mod:`~basis_nmce.nmce.warm_start`).
+    ``collapse_patience``: steps of collapse before stopping (None: never).
 
     ``trust_coefficient`` / ``lars_clip``: LARS as the authors' code wraps SGD (eta 0.02, the
     adapted rate clipped at the base rate; :class:`~basis_nmce.nmce.optim.LARS`).
@@ -144,7 +144,8 @@ class TrainConfig:
             raise ConfigError(f"lam and weight_decay must be >= 0: {self.lam}, {self.weight_decay}")
         if self.cluster_head_init not in ("default", "zeros", "kmeans"):
             raise ConfigError(
-                f"cluster_head_init must be default, zeros or kmeans, got {self.cluster_head_init!r}"
+                "cluster_head_init must be default, zeros or kmeans, "
+                f"got {self.cluster_head_init!r}"
             )
         if self.tcr_mode not in ("mean_of_views", "view_mean"):
             raise ConfigError(f"tcr_mode must be mean_of_views or view_mean: {self.tcr_mode!r}")

@@ -12,6 +12,7 @@ there. No label is read; restart ``k`` draws its own k-means seed, so D still ch
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,12 +26,12 @@ __all__ = ["KMeansStart", "fit_cluster_head", "kmeans_labels_of_features"]
 log = logging.getLogger(__name__)
 
 
-class KMeansStart:
-    """What :func:`kmeans_labels_of_features` found: the sample rows, their k-means labels,
-    and the trunk output ``h`` of those rows (the cluster head's input)."""
+class KMeansStart(NamedTuple):
+    """What :func:`kmeans_labels_of_features` found: k-means labels of the sampled rows and
+    the trunk output ``h`` of those rows (the cluster head's input)."""
 
-    def __init__(self, rows: Tensor, labels: Tensor, h: Tensor, inertia: float) -> None:
-        self.rows, self.labels, self.h, self.inertia = rows, labels, h, float(inertia)
+    labels: Tensor
+    h: Tensor
 
 
 @torch.no_grad()
@@ -61,11 +62,12 @@ def kmeans_labels_of_features(
     km = KMeans(model.n_clusters, n_init=10, random_state=int(seed)).fit(z)
     labels = torch.as_tensor(km.labels_.astype(np.int64))
     log.info(
-        "cluster head warm start: k-means of %d stage-1 features, cluster sizes %s",
+        "cluster head warm start: k-means of %d stage-1 features, inertia %.4g, sizes %s",
         len(rows),
+        km.inertia_,
         np.bincount(km.labels_, minlength=model.n_clusters).tolist(),
     )
-    return KMeansStart(rows, labels, h.detach(), km.inertia_)
+    return KMeansStart(labels, h)
 
 
 def fit_cluster_head(
