@@ -93,14 +93,18 @@ def test_kmeans_cluster_head_starts_from_kmeans_of_the_stage1_features():
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score
 
-    from basis_nmce.nmce.warm_start import fit_cluster_head, kmeans_labels_of_features
+    from basis_nmce.nmce.warm_start import (
+        KMEANS_N_INIT,
+        fit_cluster_head,
+        kmeans_labels_of_features,
+    )
 
     model = small_net()
     train_tcr(model, X, NOISE, cfg(steps=20))
     model.eval()
     with torch.no_grad():
         z = model.feature_head(model.trunk(X)).double().numpy()
-    reference = KMeans(3, n_init=10, random_state=7).fit(z).labels_
+    reference = KMeans(3, n_init=KMEANS_N_INIT, random_state=7).fit(z).labels_
     start = kmeans_labels_of_features(model, X, seed=7)
     assert np.array_equal(start.labels.numpy(), reference)
     assert fit_cluster_head(model, start, seed=7) >= 0.95
