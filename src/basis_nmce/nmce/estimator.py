@@ -143,7 +143,7 @@ class NMCE(TransformerMixin, ClusterMixin, BaseEstimator):
     keeps those features for stage 2 (the authors' code re-initialises them), and ``eps`` 0.5
     keeps the cluster rate from saturating (with the toys' 0.1, d / eps^2 = 3200 at d_z 32, the
     rate only counts dimensions and stage 2 stays in a mixed partition). Images need their
-    preset's settings (``configs/fmnist-quick.yaml``: lam 50, reset on).
+    preset's settings (``configs/fmnist-quick.yaml``: lam 150, reset on, k-means start).
 
     Ours, not the paper's: ``restarts`` (independent runs of the stage that starts the cluster
     head, seeds ``random_state + k``, kept by the smallest ``D``, stopping at the first with
